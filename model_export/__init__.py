@@ -1,0 +1,1 @@
+"""Checkpoint import, serving bundles, datasets, offline evaluation and baselines."""

@@ -1,0 +1,36 @@
+"""Classical baselines on the same protocol and metrics as the LLM: MostPopular and SASRec."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from model_export.data.splits import Sample, Split
+from r2ec.catalog import Catalog, Event
+from r2ec.metrics import KS
+
+
+def training_sequences(
+    timelines: Mapping[str, Sequence[Event]], splits: Mapping[Split, Sequence[Sample]]
+) -> dict[str, list[Event]]:
+    """Per user, the events a model may learn from: up to and including their last train target."""
+    last: dict[str, int] = {}
+    for s in splits["train"]:
+        last[s.user_id] = max(last.get(s.user_id, 0), s.position)
+    return {u: list(timelines[u][: p + 1]) for u, p in last.items()}
+
+
+def rank_from_scores(scores: np.ndarray, catalog: Catalog, sample: Sample, window: int, k: int = max(KS)) -> int | None:
+    """0-based rank of the target among items not in the history window, or None beyond ``k`` / excluded.
+
+    Ties are broken by catalog row, as ``r2ec.scoring.Ranker`` does.
+    """
+    scores = scores.astype(np.float64).copy()
+    excluded = [catalog.row_of[e.item_id] for e in sample.history[-window:]]
+    scores[excluded] = -np.inf
+    target = catalog.row_of[sample.target.item_id]
+    if target in excluded:
+        return None
+    better = int(np.sum(scores > scores[target])) + int(np.sum(scores[:target] == scores[target]))
+    return better if better < k else None

@@ -1,0 +1,1 @@
+"""Datasets in the project's own format, their importers, and the evaluation protocols."""

@@ -1,0 +1,123 @@
+"""Offline evaluation: full-catalog ranking with history excluded, Hit@K / NDCG@K (reference §4).
+
+It drives the same ``Recommender`` and engine interface as the service, so the figures are the service's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from model_export.data.splits import Sample
+from r2ec.engine.base import GenerationOptions
+from r2ec.metrics import KS, summarize
+from r2ec.recommender import Recommender
+
+
+def select_samples(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
+    """A fixed random subset (same for every method given the same split), in the split's order."""
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    keep = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[i] for i in keep]
+
+
+@dataclass
+class SampleResult:
+    sample: Sample
+    rank: int | None
+    reasoning: str | None
+    tokens: int
+    seconds: float
+
+
+async def rank_of_target(
+    recommender: Recommender, sample: Sample, options: GenerationOptions, reasoning: bool, k: int
+) -> SampleResult:
+    started = time.perf_counter()
+    uv = await recommender.user_vector(sample.history, sample.now, options, f"eval-{uuid.uuid4().hex[:12]}", reasoning)
+    ranked = recommender.rank_rows(uv.vector, sample.history, k)
+    target_row = recommender.catalog.row_of[sample.target.item_id]
+    hits = [i for i, r in enumerate(ranked.rows.tolist()) if r == target_row]
+    return SampleResult(
+        sample,
+        hits[0] if hits else None,
+        uv.reasoning,
+        uv.generation.num_tokens if uv.generation else 0,
+        time.perf_counter() - started,
+    )
+
+
+async def evaluate(
+    recommender: Recommender,
+    samples: Sequence[Sample],
+    options: GenerationOptions,
+    reasoning: bool = True,
+    concurrency: int = 8,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[SampleResult]]:
+    k = max(KS)
+    semaphore = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(samples), desc="evaluating", unit="sample", disable=not progress)
+
+    async def one(sample: Sample) -> SampleResult:
+        async with semaphore:
+            result = await rank_of_target(recommender, sample, options, reasoning, k)
+            bar.update(1)
+            return result
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(s) for s in samples))
+    bar.close()
+    elapsed = time.perf_counter() - started
+    metrics = summarize([r.rank for r in results])
+    tokens = sum(r.tokens for r in results)
+    summary = {
+        "metrics": metrics,
+        "counts": {
+            "samples": len(results),
+            "users": len({r.sample.user_id for r in results}),
+            "items": len(recommender.catalog),
+            "target_in_history": sum(
+                1 for r in results if r.sample.target.item_id in {e.item_id for e in r.sample.history}
+            ),
+        },
+        "timing": {
+            "seconds": round(elapsed, 2),
+            "samples_per_s": round(len(results) / elapsed, 3) if elapsed else None,
+            "generated_tokens": tokens,
+            "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None,
+            "median_sample_s": round(sorted(r.seconds for r in results)[len(results) // 2], 3) if results else None,
+        },
+    }
+    return summary, list(results)
+
+
+def write_results(path: Path, summary: dict[str, Any], results: Sequence[SampleResult]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    details = path.with_suffix(".samples.jsonl")
+    with details.open("w", encoding="utf-8") as f:
+        for r in results:
+            f.write(
+                json.dumps(
+                    {
+                        "user_id": r.sample.user_id,
+                        "target": r.sample.target.item_id,
+                        "rank": r.rank,
+                        "tokens": r.tokens,
+                        "reasoning": r.reasoning,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )

@@ -1,0 +1,216 @@
+"""``r2ec export``: base model [+ PEFT LoRA adapter] + catalog + templates -> serving bundle.
+
+Encoding is the long part, so it is done in chunks saved under a work directory keyed by (model, catalog,
+templates): an interrupted export restarted with the same inputs resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import r2ec
+from model_export.bundle import (
+    CATALOG,
+    INDEX,
+    MODEL_DIR,
+    VECTORS,
+    finalize_bundle,
+    model_hash,
+    sha256_file,
+    staging_dir,
+)
+from r2ec import logs
+from r2ec.catalog import Catalog
+from r2ec.chat import ChatRenderer
+from r2ec.encoder import encode, pad_id_of
+from r2ec.engine.hf import torch_dtype
+from r2ec.index import IndexSpec, build_index, recall_at, save_index
+from r2ec.prompts import item_text
+from r2ec.scoring import TAU
+from r2ec.templates import PromptTemplates
+
+log = logs.get(__name__)
+_MODEL_FILES = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.py")
+
+
+@dataclass
+class ExportConfig:
+    base_model: Path
+    catalog: Path
+    templates: PromptTemplates
+    domain: str
+    out: Path
+    adapter: Path | None = None
+    index: IndexSpec = IndexSpec()
+    encode_dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 16
+    tau: float = TAU
+    chunk_size: int = 256
+    force: bool = False
+    name: str | None = None
+    progress: bool = True
+
+
+def read_catalog(path: Path) -> Catalog:
+    """A catalog file (catalog.jsonl) or a dataset directory holding one."""
+    if path.is_dir():
+        path = path / "catalog.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"catalog {path} not found")
+    return Catalog.read_jsonl(path)
+
+
+def copy_model(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for pattern in _MODEL_FILES:
+        for f in src.glob(pattern):
+            if f.is_file():
+                shutil.copy2(f, dst / f.name)
+    if not (dst / "config.json").is_file():
+        raise FileNotFoundError(f"{src} is not a Hugging Face model directory (no config.json)")
+
+
+def merge_adapter(base: Path, adapter: Path, dst: Path) -> None:
+    """Apply a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) and save merged weights."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for required in ("adapter_config.json",):
+        if not (adapter / required).is_file():
+            raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no {required})")
+    config = json.loads((base / "config.json").read_text())
+    dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype(str(dtype)))
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(dst))
+    tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    AutoTokenizer.from_pretrained(str(tokenizer_src)).save_pretrained(str(dst))
+    for extra in ("generation_config.json",):
+        if (base / extra).is_file() and not (dst / extra).is_file():
+            shutil.copy2(base / extra, dst / extra)
+
+
+def _work_key(model_id: str, catalog_path: Path, templates: PromptTemplates, dtype: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(model_id.encode())
+    digest.update(sha256_file(catalog_path).encode())
+    digest.update(json.dumps(templates.to_dict(), sort_keys=True).encode())
+    digest.update(dtype.encode())
+    return digest.hexdigest()[:16]
+
+
+def encode_catalog(
+    model: Any,
+    tokenizer: Any,
+    catalog: Catalog,
+    templates: PromptTemplates,
+    work: Path,
+    batch_size: int,
+    chunk_size: int,
+    show_progress: bool = True,
+) -> np.ndarray:
+    renderer = ChatRenderer(tokenizer, templates)
+    pad = pad_id_of(tokenizer)
+    work.mkdir(parents=True, exist_ok=True)
+    chunks = []
+    bar = tqdm(total=len(catalog), desc="encoding items", unit="item", disable=not show_progress)
+    for start in range(0, len(catalog), chunk_size):
+        part = work / f"chunk-{start:09d}.npy"
+        items = catalog.items[start : start + chunk_size]
+        if part.is_file():
+            vectors = np.load(part)
+        else:
+            seqs = [renderer.item_sequence_ids(templates.item_prompt, item_text(it, templates)) for it in items]
+            vectors = encode(model, seqs, pad, batch_size=batch_size)
+            tmp = part.with_suffix(".tmp.npy")
+            np.save(tmp, vectors)
+            tmp.rename(part)
+        chunks.append(vectors)
+        bar.update(len(items))
+    bar.close()
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+
+
+def run_export(cfg: ExportConfig) -> Path:
+    started = time.perf_counter()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    catalog = read_catalog(cfg.catalog)
+    catalog_file = cfg.catalog / "catalog.jsonl" if cfg.catalog.is_dir() else cfg.catalog
+    staging = staging_dir(cfg.out)
+    try:
+        model_dir = staging / MODEL_DIR
+        if cfg.adapter is not None:
+            log.info("merging adapter", extra={"base": str(cfg.base_model), "adapter": str(cfg.adapter)})
+            merge_adapter(cfg.base_model, cfg.adapter, model_dir)
+        else:
+            copy_model(cfg.base_model, model_dir)
+        weights_id = model_hash(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(cfg.encode_dtype))
+        model = model.to(cfg.device).eval()
+        work = cfg.out.with_name(f".{cfg.out.name}.encode-{_work_key(weights_id, catalog_file, cfg.templates, cfg.encode_dtype)}")
+        log.info("encoding catalog", extra={"items": len(catalog), "work_dir": str(work)})
+        vectors = encode_catalog(
+            model, tokenizer, catalog, cfg.templates, work, cfg.batch_size, cfg.chunk_size, cfg.progress
+        )
+        catalog.write_jsonl(staging / CATALOG)
+        np.save(staging / VECTORS, vectors)
+        index = build_index(vectors, cfg.index)
+        save_index(index, staging / INDEX)
+        index_info: dict[str, Any] = {"spec": cfg.index.to_dict(), "ntotal": int(index.ntotal)}
+        if cfg.index.kind != "flat":
+            rng = np.random.default_rng(0)
+            queries = vectors[rng.choice(len(vectors), size=min(500, len(vectors)), replace=False)]
+            index_info["recall_at_10_vs_exact"] = recall_at(index, vectors, queries, k=min(10, len(vectors)))
+            log.info("approximate index recall", extra={"recall@10": index_info["recall_at_10_vs_exact"]})
+        config = json.loads((model_dir / "config.json").read_text())
+        manifest = {
+            "format": "r2ec-bundle",
+            "format_version": 1,
+            "name": cfg.name or cfg.out.name,
+            "domain": cfg.domain,
+            "templates": cfg.templates.to_dict(),
+            "tau": cfg.tau,
+            "model": {
+                "base": str(cfg.base_model),
+                "adapter": None if cfg.adapter is None else str(cfg.adapter),
+                "hash": weights_id,
+                "architecture": (config.get("architectures") or ["?"])[0],
+                "hidden_size": int(vectors.shape[1]),
+                "num_layers": config.get("num_hidden_layers"),
+                "dtype": str(config.get("dtype") or config.get("torch_dtype") or "float32"),
+                "tokenizer": type(tokenizer).__name__,
+                "vocab_size": len(tokenizer),
+            },
+            "vectors": {"dim": int(vectors.shape[1]), "dtype": "float32", "normalized": True, "encode_dtype": cfg.encode_dtype},
+            "index": index_info,
+            "counts": {"items": len(catalog)},
+            "created_by": {
+                "tool": f"r2ec {r2ec.__version__}",
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "host": platform.node(),
+                "device": cfg.device,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+        }
+        out = finalize_bundle(staging, cfg.out, manifest, force=cfg.force)
+        shutil.rmtree(work, ignore_errors=True)
+        log.info("bundle written", extra={"bundle": str(out), "items": len(catalog), "seconds": manifest["created_by"]["seconds"]})
+        return out
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

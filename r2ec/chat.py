@@ -1,0 +1,66 @@
+"""Chat rendering and tokenisation of the two sequence kinds (reference §2).
+
+A user sequence is chat(user prompt) + assistant turn ``reasoning + <answer>`` continued; an item sequence is
+chat(item prompt + item text) + assistant turn ``<answer>`` continued. Both are rendered to text with the tokenizer's
+chat template and tokenised without adding special tokens (the template already has them), as the authors do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r2ec.prompts import item_message
+from r2ec.templates import PromptTemplates
+
+
+class ChatRenderer:
+    def __init__(self, tokenizer: Any, templates: PromptTemplates):
+        self.tokenizer = tokenizer
+        self.templates = templates
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render_generation_prompt(self, user_message: str) -> str:
+        return str(
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def render_continued(self, user_message: str, assistant_text: str) -> str:
+        return str(
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user_message}, {"role": "assistant", "content": assistant_text}],
+                tokenize=False,
+                continue_final_message=True,
+            )
+        )
+
+    def generation_prompt_ids(self, user_message: str) -> list[int]:
+        """Token ids that the LM head continues with reasoning."""
+        return self._ids(self.render_generation_prompt(user_message))
+
+    def user_sequence_ids(self, user_message: str, reasoning: str) -> list[int]:
+        """prompt + reasoning + ``<answer>``, capped at ``user_max_tokens`` by cutting reasoning, never the suffix."""
+        answer = self.templates.answer
+        ids = self._ids(self.render_continued(user_message, reasoning + answer))
+        budget = self.templates.user_max_tokens
+        while len(ids) > budget and reasoning:
+            reasoning_ids = self._ids(reasoning)
+            keep = max(0, len(reasoning_ids) - (len(ids) - budget) - 1)
+            reasoning = self.tokenizer.decode(reasoning_ids[:keep])
+            ids = self._ids(self.render_continued(user_message, reasoning + answer))
+        return ids
+
+    def item_sequence_ids(self, item_prompt: str, text: str) -> list[int]:
+        """Item sequence, capped at ``item_max_tokens`` by right-truncating the item text, never the suffix."""
+        answer = self.templates.answer
+        ids = self._ids(self.render_continued(item_message(item_prompt, text), answer))
+        budget = self.templates.item_max_tokens
+        while len(ids) > budget and text:
+            text_ids = self._ids(text)
+            keep = max(0, len(text_ids) - (len(ids) - budget) - 1)
+            text = self.tokenizer.decode(text_ids[:keep])
+            ids = self._ids(self.render_continued(item_message(item_prompt, text), answer))
+        return ids

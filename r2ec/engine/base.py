@@ -1,0 +1,96 @@
+"""The engine interface shared by the service, the offline evaluator and training rollouts.
+
+An engine does two things: continue a prompt with reasoning until ``<answer>`` (streaming text deltas), and encode
+token-id sequences into normalised last-token post-norm hidden states. Everything else (prompts, rendering,
+ranking) is backend-independent and lives in ``r2ec.recommender``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class EngineOverloaded(RuntimeError):
+    """The engine's admission queue is full; callers should shed load (HTTP 429)."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine is shut down or failed; no further work is accepted."""
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def cache_key(self) -> str:
+        if self.greedy:
+            return f"greedy:{self.max_tokens}"
+        return f"t{self.temperature}:k{self.top_k}:p{self.top_p}:s{self.seed}:{self.max_tokens}"
+
+
+@dataclass
+class Generation:
+    """Finished reasoning: the text before ``<answer>``, the number of generated tokens, how it ended."""
+
+    text: str
+    num_tokens: int
+    stopped_at_answer: bool
+    finish_reason: str  # "answer" | "length" | "eos" | "aborted"
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+GenerationEvent = Delta | Generation
+
+
+class Engine(abc.ABC):
+    name: str = "engine"
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def stream(
+        self, prompt_ids: Sequence[int], options: GenerationOptions, request_id: str
+    ) -> AsyncIterator[GenerationEvent]:
+        """Yield ``Delta`` events (reasoning text safe to show) and finally one ``Generation``.
+
+        Closing the iterator early (client gone, deadline) aborts the request in the engine.
+        """
+
+    async def generate(self, prompt_ids: Sequence[int], options: GenerationOptions, request_id: str) -> Generation:
+        async for event in self.stream(prompt_ids, options, request_id):
+            if isinstance(event, Generation):
+                return event
+        raise RuntimeError("engine stream ended without a result")
+
+    @abc.abstractmethod
+    async def encode(self, sequences: Sequence[Sequence[int]], request_id: str) -> np.ndarray:
+        """Normalised float32 vectors (n, dim) at the last token of each sequence."""
+
+    @property
+    @abc.abstractmethod
+    def ready(self) -> bool: ...
+
+    def stats(self) -> dict[str, Any]:
+        return {}

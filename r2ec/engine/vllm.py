@@ -1,0 +1,235 @@
+"""vLLM backend: AsyncLLM with continuous batching, reasoning streamed, user vector captured by a worker hook.
+
+Per request, two phases (platform notes): (a) generate reasoning until ``<answer>``; (b) submit the full user
+sequence (prompt + reasoning + ``<answer>``) with ``max_tokens=1``. Prefix caching reuses every full KV block of
+(a), so (b) recomputes fewer than ``block_size + |suffix|`` tokens, and the hook captures the post-norm hidden
+state at the last position. ``capture="pooling"`` is the documented fallback: a second engine in pooling mode
+(public API, LAST pooling) at the price of a second copy of the weights and a full prefill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from r2ec import ANSWER
+from r2ec.engine.base import (
+    Delta,
+    Engine,
+    EngineClosed,
+    EngineOverloaded,
+    Generation,
+    GenerationEvent,
+    GenerationOptions,
+)
+from r2ec.engine.hf import stop_token_ids
+from r2ec.engine.vllm_hook import CAPTURE_PREFIX
+from r2ec.pooling import l2_normalize
+from r2ec.prompts import cut_at_answer, stream_safe_prefix
+
+CaptureMode = Literal["hook", "pooling"]
+
+
+class VLLMEngine(Engine):
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        tokenizer: Any,
+        dtype: str = "float32",
+        max_model_len: int = 4096,
+        capture: CaptureMode = "hook",
+        in_process: bool = True,
+        enforce_eager: bool = True,
+        max_num_seqs: int = 64,
+        max_queue: int = 256,
+        gpu_memory_utilization: float = 0.85,
+        kv_cache_gib: float = 1.0,
+        answer: str = ANSWER,
+        seed: int = 0,
+    ):
+        self.model_dir = Path(model_dir)
+        self.tokenizer = tokenizer
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self.capture = capture
+        self.in_process = in_process
+        self.enforce_eager = enforce_eager
+        self.max_num_seqs = max_num_seqs
+        self.max_queue = max_queue
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.kv_cache_gib = kv_cache_gib
+        self.answer = answer
+        self.seed = seed
+        self.llm: Any = None
+        self.pooler: Any = None
+        self.capture_mode = ""
+        self._inflight = 0
+        self._closed = False
+        self._stop_ids = sorted(stop_token_ids(tokenizer))
+
+    def _engine_args(self, pooling: bool) -> Any:
+        from vllm import AsyncEngineArgs
+
+        kwargs: dict[str, Any] = {
+            "model": str(self.model_dir),
+            "tokenizer": str(self.model_dir),
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "enforce_eager": self.enforce_eager,
+            "max_num_seqs": self.max_num_seqs,
+            "seed": self.seed,
+            "enable_prefix_caching": True,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+        }
+        if self.in_process:
+            kwargs["distributed_executor_backend"] = "uni"
+        if pooling:
+            from vllm.config import PoolerConfig
+
+            kwargs.update(
+                runner="pooling",
+                convert="embed",
+                pooler_config=PoolerConfig(pooling_type="LAST", use_activation=False),
+                enable_prefix_caching=False,
+            )
+        else:
+            kwargs["worker_extension_cls"] = "r2ec.engine.vllm_hook.HiddenStateCapture"
+        return AsyncEngineArgs(**kwargs)
+
+    async def start(self) -> None:
+        if self.in_process:
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(self.kv_cache_gib))))
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.llm = AsyncLLM.from_engine_args(self._engine_args(pooling=False))
+        if self.capture == "hook":
+            modes = await self.llm.collective_rpc("r2ec_install", args=(CAPTURE_PREFIX,))
+            self.capture_mode = str(modes[0])
+        else:
+            self.pooler = AsyncLLM.from_engine_args(self._engine_args(pooling=True))
+            self.capture_mode = "pooling-engine:LAST"
+
+    async def close(self) -> None:
+        self._closed = True
+        for llm in (self.llm, self.pooler):
+            if llm is not None:
+                llm.shutdown()
+        self.llm = self.pooler = None
+
+    @property
+    def ready(self) -> bool:
+        return self.llm is not None and not self._closed and not getattr(self.llm, "errored", False)
+
+    def stats(self) -> dict[str, Any]:
+        return {"inflight": self._inflight, "capture": self.capture_mode}
+
+    def _admit(self) -> None:
+        if not self.ready:
+            raise EngineClosed("vLLM engine is not running")
+        if self._inflight >= self.max_queue:
+            raise EngineOverloaded(f"{self._inflight} requests in flight (limit {self.max_queue})")
+
+    def _sampling_params(self, options: GenerationOptions) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            max_tokens=options.max_tokens,
+            temperature=max(options.temperature, 0.0),
+            top_k=options.top_k if options.top_k > 0 else 0,
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=[self.answer],
+            stop_token_ids=self._stop_ids,
+            skip_special_tokens=True,
+        )
+
+    async def stream(
+        self, prompt_ids: Sequence[int], options: GenerationOptions, request_id: str
+    ) -> AsyncIterator[GenerationEvent]:
+        from vllm.inputs import TokensPrompt
+
+        self._admit()
+        self._inflight += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first_token = 0.0
+        emitted = 0
+        try:
+            final: Any = None
+            async for out in self.llm.generate(
+                TokensPrompt(prompt_token_ids=list(prompt_ids)),
+                self._sampling_params(options),
+                request_id=f"r2ec-gen-{request_id}-{uuid.uuid4().hex[:8]}",
+            ):
+                completion = out.outputs[0]
+                if not first_token and completion.token_ids:
+                    first_token = loop.time() - started
+                safe = stream_safe_prefix(completion.text, self.answer)
+                if len(safe) > emitted:
+                    yield Delta(safe[emitted:])
+                    emitted = len(safe)
+                final = out
+            if final is None:
+                raise EngineClosed("vLLM returned no output")
+            completion = final.outputs[0]
+            reasoning, found = cut_at_answer(completion.text, self.answer)
+            if completion.finish_reason == "stop" and completion.stop_reason == self.answer:
+                reason, found = "answer", True
+            elif completion.finish_reason == "stop":
+                reason = "eos"
+            else:
+                reason = str(completion.finish_reason or "length")
+            if len(reasoning) > emitted:
+                yield Delta(reasoning[emitted:])
+            total = loop.time() - started
+            yield Generation(
+                reasoning,
+                len(completion.token_ids),
+                found,
+                reason,
+                {"queue_s": 0.0, "generation_s": total, "first_token_s": first_token},
+            )
+        finally:
+            self._inflight -= 1
+
+    async def _capture_one(self, ids: Sequence[int]) -> np.ndarray:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        request_id = f"{CAPTURE_PREFIX}{uuid.uuid4().hex}"
+        params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
+        async for _ in self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id):
+            pass
+        rows = await self.llm.collective_rpc("r2ec_fetch", args=(request_id,))
+        if not rows or rows[0] is None:
+            raise EngineClosed(f"hidden state of {request_id} was not captured")
+        return np.frombuffer(rows[0], dtype=np.float32).copy()
+
+    async def _pool_one(self, ids: Sequence[int]) -> np.ndarray:
+        from vllm import PoolingParams
+        from vllm.inputs import TokensPrompt
+
+        final: Any = None
+        async for out in self.pooler.encode(
+            TokensPrompt(prompt_token_ids=list(ids)),
+            PoolingParams(task="embed", use_activation=False),
+            request_id=f"r2ec-pool-{uuid.uuid4().hex}",
+        ):
+            final = out
+        return np.asarray(final.outputs.data.float().cpu().numpy(), dtype=np.float32).reshape(-1)
+
+    async def encode(self, sequences: Sequence[Sequence[int]], request_id: str) -> np.ndarray:
+        if not self.ready:
+            raise EngineClosed("vLLM engine is not running")
+        one = self._capture_one if self.capture == "hook" else self._pool_one
+        vectors = await asyncio.gather(*(one(seq) for seq in sequences))
+        return l2_normalize(np.stack(vectors))

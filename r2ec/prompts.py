@@ -1,0 +1,88 @@
+"""Prompt builders: the user prompt with timed history lines, and the item prompt with item text (reference §3).
+
+Titles always come from the catalog, never from the client, so no client text is ever spliced into a prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from r2ec.catalog import Catalog, Event, Item
+from r2ec.templates import PromptTemplates
+
+
+def format_delta(seconds: float) -> str:
+    """Human-readable age of an event, exactly as the authors format it: ``3d 4.5h ago``, ``5h 12.0min ago``."""
+    delta = timedelta(seconds=max(0.0, seconds))
+    hours, remainder = divmod(delta.seconds, 3600)
+    minutes_int, secs = divmod(remainder, 60)
+    minutes = minutes_int + (secs + delta.microseconds / 1e6) / 60
+    if delta.days > 0:
+        return f"{delta.days}d {hours + minutes / 60:.1f}h ago"
+    if hours > 0:
+        return f"{hours}h {minutes:.1f}min ago"
+    return f"{minutes:.1f}min ago"
+
+
+def history_window(history: Sequence[Event], templates: PromptTemplates) -> list[Event]:
+    """The last ``window_size`` events, oldest first (the input must already be in time order)."""
+    return list(history[-templates.window_size :]) if templates.window_size > 0 else []
+
+
+def user_prompt(history: Sequence[Event], catalog: Catalog, now: float, templates: PromptTemplates) -> str:
+    """User message: instruction, then one line per history event in the window, ages measured to ``now``."""
+    lines = []
+    for event in history_window(history, templates):
+        rating = templates.default_rating if event.rating is None else float(event.rating)
+        lines.append(
+            templates.history_line.format(
+                delta=format_delta(now - event.timestamp),
+                title=catalog.get(event.item_id).title,
+                rating=rating,
+            )
+        )
+    return templates.user_prompt + "\n" + "\n".join(lines)
+
+
+def truncate_words(text: str, max_words: int) -> str:
+    words = text.split()
+    if len(words) > max_words:
+        return " ".join(words[:max_words]) + "..."
+    return text
+
+
+def item_text(item: Item, templates: PromptTemplates) -> str:
+    fields = item.fields()
+    fields["description"] = truncate_words(item.description, templates.description_max_words)
+    return templates.item_text.format_map(fields)
+
+
+def item_message(item_prompt: str, text: str) -> str:
+    """The user message of an item sequence: item prompt, blank line, item text."""
+    return item_prompt + "\n\n" + text
+
+
+def cut_at_answer(generated: str, answer: str) -> tuple[str, bool]:
+    """The ``<answer>`` rule: reasoning is the text before the first ``<answer>``; report whether it was there."""
+    pos = generated.find(answer)
+    if pos < 0:
+        return generated, False
+    return generated[:pos], True
+
+
+def stream_safe_prefix(text: str, answer: str) -> str:
+    """Longest prefix of ``text`` that cannot turn out to be part of ``<answer>`` or a half-decoded character.
+
+    Streaming emits only this much so that a client never sees the start of the stop text.
+    """
+    cut = text.find(answer)
+    if cut >= 0:
+        return text[:cut]
+    end = len(text)
+    while end > 0 and text[end - 1] == "\ufffd":
+        end -= 1
+    for k in range(min(len(answer) - 1, end), 0, -1):
+        if text[end - k : end] == answer[:k]:
+            return text[: end - k]
+    return text[:end]

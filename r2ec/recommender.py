@@ -1,0 +1,131 @@
+"""The recommendation pipeline on top of any engine: history -> prompt -> reasoning -> user vector -> ranking.
+
+The service, the offline evaluator and training rollouts all go through this class, so that a given history,
+bundle and generation options produce the same ranking everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from r2ec.catalog import Catalog, Event, Item
+from r2ec.chat import ChatRenderer
+from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions
+from r2ec.prompts import history_window, item_message, item_text, user_prompt
+from r2ec.scoring import Ranked, Ranker
+from r2ec.templates import PromptTemplates
+
+
+@dataclass
+class UserVector:
+    vector: np.ndarray  # normalised
+    reasoning: str | None  # None in reasoning-free mode
+    generation: Generation | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    item: Item
+    score: float  # cosine
+    probability: float  # softmax(cos / tau) over every rankable item
+
+
+class Recommender:
+    def __init__(self, engine: Engine, catalog: Catalog, templates: PromptTemplates, ranker: Ranker, tokenizer: Any):
+        self.engine = engine
+        self.catalog = catalog
+        self.templates = templates
+        self.ranker = ranker
+        self.renderer = ChatRenderer(tokenizer, templates)
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    def prompt_for(self, history: Sequence[Event], now: float) -> str:
+        return user_prompt(history, self.catalog, now, self.templates)
+
+    def item_sequence(self, item: Item) -> list[int]:
+        return self.renderer.item_sequence_ids(self.templates.item_prompt, item_text(item, self.templates))
+
+    # -- user vectors ----------------------------------------------------------------------------------------
+    async def stream_user_vector(
+        self,
+        history: Sequence[Event],
+        now: float,
+        options: GenerationOptions,
+        request_id: str,
+        reasoning: bool = True,
+    ) -> AsyncIterator[Delta | UserVector]:
+        """Yield reasoning deltas as they are generated, then the ``UserVector``."""
+        message = self.prompt_for(history, now)
+        timings: dict[str, float] = {}
+        generation: Generation | None = None
+        text = ""
+        if reasoning:
+            prompt_ids = self.renderer.generation_prompt_ids(message)
+            async for event in self.engine.stream(prompt_ids, options, request_id):
+                if isinstance(event, Generation):
+                    generation = event
+                else:
+                    yield event
+            assert generation is not None
+            text = generation.text
+            timings.update(generation.timings)
+        vector = await self.vector_for(message, text, request_id, timings)
+        yield UserVector(vector, text if reasoning else None, generation, timings)
+
+    async def user_vector(
+        self,
+        history: Sequence[Event],
+        now: float,
+        options: GenerationOptions,
+        request_id: str,
+        reasoning: bool = True,
+    ) -> UserVector:
+        async for event in self.stream_user_vector(history, now, options, request_id, reasoning):
+            if isinstance(event, UserVector):
+                return event
+        raise RuntimeError("pipeline ended without a user vector")
+
+    async def vector_for(self, message: str, reasoning: str, request_id: str, timings: dict[str, float]) -> np.ndarray:
+        """Vector of prompt + reasoning + ``<answer>`` (re-tokenised from text, as the reference does)."""
+        started = time.perf_counter()
+        ids = self.renderer.user_sequence_ids(message, reasoning)
+        vector = (await self.engine.encode([ids], request_id))[0]
+        timings["capture_s"] = time.perf_counter() - started
+        timings["sequence_tokens"] = float(len(ids))
+        return vector
+
+    # -- ranking ---------------------------------------------------------------------------------------------
+    def excluded_rows(self, history: Sequence[Event]) -> list[int]:
+        return [self.catalog.row_of[e.item_id] for e in history_window(history, self.templates)]
+
+    def rank_rows(
+        self,
+        vector: np.ndarray,
+        history: Sequence[Event],
+        k: int,
+        candidates: Sequence[str] | None = None,
+        exclude_history: bool = True,
+    ) -> Ranked:
+        exclude = self.excluded_rows(history) if exclude_history else []
+        rows = None if candidates is None else [self.catalog.row_of[c] for c in candidates]
+        return self.ranker.rank(vector, k, exclude, rows)
+
+    def rank(
+        self,
+        vector: np.ndarray,
+        history: Sequence[Event],
+        k: int,
+        candidates: Sequence[str] | None = None,
+        exclude_history: bool = True,
+    ) -> list[ScoredItem]:
+        ranked = self.rank_rows(vector, history, k, candidates, exclude_history)
+        return [
+            ScoredItem(self.catalog.items[int(r)], float(c), float(p))
+            for r, c, p in zip(ranked.rows, ranked.cosines, ranked.probabilities, strict=True)
+        ]

@@ -1,0 +1,76 @@
+"""Scoring: cosine / tau over the catalog, history excluded, optional candidate set (reference §2).
+
+``Ranker.rank`` is the one ranking function: the service, the offline evaluator and training rewards call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from r2ec.pooling import l2_normalize
+
+TAU = 0.02
+
+
+@dataclass(frozen=True)
+class Ranked:
+    rows: np.ndarray  # catalog rows, best first
+    cosines: np.ndarray
+    probabilities: np.ndarray  # softmax(cos / tau) over every rankable item, not just the top k
+
+
+def _log_normalizer(logits: np.ndarray) -> float:
+    top = float(logits.max())
+    return top + float(np.log(np.exp(logits - top).sum()))
+
+
+class Ranker:
+    def __init__(self, vectors: np.ndarray, index: faiss.Index, tau: float = TAU):
+        if index.ntotal != vectors.shape[0]:
+            raise ValueError(f"index holds {index.ntotal} vectors, matrix {vectors.shape[0]}")
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.index = index
+        self.tau = tau
+
+    @property
+    def size(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def rank(
+        self,
+        query: np.ndarray,
+        k: int,
+        exclude: Sequence[int] = (),
+        candidates: Sequence[int] | None = None,
+    ) -> Ranked:
+        """Top ``k`` rows for one query vector (normalised here). Excluded rows never appear."""
+        q = l2_normalize(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        excluded = set(int(r) for r in exclude)
+        if candidates is not None:
+            rows = np.array(sorted(set(int(c) for c in candidates) - excluded), dtype=np.int64)
+            if rows.size == 0:
+                empty = np.zeros(0, dtype=np.float32)
+                return Ranked(rows, empty, empty)
+            cos = self.vectors[rows] @ q[0]
+            log_z = _log_normalizer(cos / self.tau)
+            order = np.lexsort((rows, -cos))[:k]
+            return Ranked(rows[order], cos[order], np.exp(cos[order] / self.tau - log_z))
+
+        # Over-fetch by the number of excluded rows, then drop them: exact for the flat index, and the same
+        # candidate pool an approximate index would return before filtering.
+        fetch = min(self.size, k + len(excluded))
+        sims, ids = self.index.search(q, fetch)
+        keep = [(float(s), int(i)) for s, i in zip(sims[0], ids[0], strict=True) if i >= 0 and int(i) not in excluded]
+        keep.sort(key=lambda pair: (-pair[0], pair[1]))  # deterministic order for ties
+        keep = keep[:k]
+        rows = np.array([i for _, i in keep], dtype=np.int64)
+        cos = np.array([s for s, _ in keep], dtype=np.float32)
+        all_logits = (self.vectors @ q[0]) / self.tau
+        if excluded:
+            all_logits[np.fromiter(excluded, dtype=np.int64)] = -np.inf
+        log_z = _log_normalizer(all_logits)
+        return Ranked(rows, cos, np.exp(cos / self.tau - log_z).astype(np.float32))

@@ -1,0 +1,95 @@
+"""Prompt templates and per-domain wording.
+
+Templates travel inside a bundle's manifest; call sites never hard-code them. The Amazon wording is the authors'
+(reference §3); other domains follow the same shape with their own verbs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from r2ec import ANSWER
+
+_AMAZON_USER = (
+    "Analyze in depth and finally recommend next {singular} I might purchase inside <answer> and </answer>.\n"
+    "For example, <answer>a product</answer>.\n\n"
+    "Below is my historical {plural} purchases and ratings (out of 5):"
+)
+_AMAZON_ITEM_TEXT = (
+    "Title: {title}\nUser Rating: {average_rating}\nNumber of Buyers: {rating_count}\nDescription: {description}"
+)
+_ITEM_PROMPT = "Summarize key attributes of the following {singular} inside <answer> and </answer>."
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """Everything needed to turn a history or an item into text. Serialised verbatim into bundle manifests."""
+
+    user_prompt: str
+    item_prompt: str
+    item_text: str
+    history_line: str = "{delta}: [{title}] ({rating})"
+    answer: str = ANSWER
+    window_size: int = 20
+    user_max_tokens: int = 2048
+    item_max_tokens: int = 768
+    description_max_words: int = 100
+    default_rating: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptTemplates:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown template fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def with_overrides(self, **kwargs: Any) -> PromptTemplates:
+        return replace(self, **kwargs)
+
+
+def _amazon(singular: str, plural: str) -> PromptTemplates:
+    return PromptTemplates(
+        user_prompt=_AMAZON_USER.format(singular=singular, plural=plural),
+        item_prompt=_ITEM_PROMPT.format(singular=singular),
+        item_text=_AMAZON_ITEM_TEXT,
+    )
+
+
+DOMAINS: dict[str, PromptTemplates] = {
+    "musical_instruments": _amazon("musical instrument", "musical instruments"),
+    "cds_and_vinyl": _amazon("CD or vinyl", "CDs and vinyl"),
+    "video_games": _amazon("video game", "video games"),
+    # MovieLens: same shape, the project's own wording (people watch movies, they do not buy them).
+    "movies": PromptTemplates(
+        user_prompt=(
+            "Analyze in depth and finally recommend next movie I might watch inside <answer> and </answer>.\n"
+            "For example, <answer>a movie</answer>.\n\n"
+            "Below is my historical movies watched and ratings (out of 5):"
+        ),
+        item_prompt=_ITEM_PROMPT.format(singular="movie"),
+        item_text=(
+            "Title: {title}\nYear: {year}\nGenres: {genres}\nUser Rating: {average_rating}\n"
+            "Number of Ratings: {rating_count}"
+        ),
+    ),
+}
+
+# Amazon Reviews 2023 category names -> domain keys.
+AMAZON_CATEGORIES = {
+    "Musical_Instruments": "musical_instruments",
+    "CDs_and_Vinyl": "cds_and_vinyl",
+    "Video_Games": "video_games",
+}
+
+
+def domain_templates(name: str) -> PromptTemplates:
+    try:
+        return DOMAINS[name]
+    except KeyError:
+        raise ValueError(f"unknown domain {name!r}; known: {', '.join(sorted(DOMAINS))}") from None
