@@ -257,6 +257,22 @@ def baseline(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def serve(ctx: typer.Context) -> None:
+    """Serve a bundle over HTTP (flags: r2ec serve --help; each is also an env var R2EC_<NAME>)."""
+    from service.cli import parse_settings
+    from service.server import run
+
+    settings = parse_settings(ctx.args)
+    if settings.threads:
+        _threads(settings.threads)
+    run(settings)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,240 @@
+"""FastAPI application factory: state, lifespan (load bundle + engine + cache), middleware, error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import r2ec
+from r2ec import logs
+from service.cache import Cache, LocalCache, RedisCache
+from service.errors import ApiError, ErrorType, error_body, error_response, field_path
+from service.metrics import Metrics
+from service.routers import items, ops, recommend, users
+from service.settings import Settings
+from service.state import ServiceState
+
+log = logs.get(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContext:
+    """Pure ASGI middleware (safe with streaming and cancellation): request id, timing header, body limit,
+    the drain gate for /v1, and per-route request metrics."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState):
+        self.app = app
+        self.state = state
+
+    async def _reply(self, send: Send, err: ApiError, rid: str) -> None:
+        response = error_response(err, rid)
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": [*response.raw_headers, (b"x-request-id", rid.encode())]})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = headers.get("x-request-id", "")
+        if not _REQUEST_ID.match(rid):
+            rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        path: str = scope["path"]
+        status_holder = {"status": 500}
+        limit = self.state.settings.max_body_bytes
+        metrics = self.state.metrics
+
+        def route_label() -> str:
+            route = scope.get("route")
+            return getattr(route, "path", None) or ("/v1/*" if path.startswith("/v1") else "other")
+
+        def observe() -> None:
+            label = route_label()
+            metrics.requests.labels(label, str(status_holder["status"])).inc()
+            metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+        if path.startswith("/v1") and self.state.draining:
+            status_holder["status"] = 503
+            await self._reply(send, ApiError(ErrorType.DRAINING, "the server is shutting down"), rid)
+            observe()
+            return
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            status_holder["status"] = 413
+            await self._reply(send, ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), rid)
+            observe()
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_holder["status"] = message["status"]
+                extra = [
+                    (b"x-request-id", rid.encode()),
+                    (b"x-total-time-ms", f"{(time.perf_counter() - started) * 1000:.1f}".encode()),
+                ]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not response_started:
+                status_holder["status"] = 413
+                await self._reply(send, ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), rid)
+        finally:
+            observe()
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc, _request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "value_error"}
+        if first.get("type") == "json_invalid":
+            body = error_body(ErrorType.BAD_REQUEST, f"malformed JSON: {first.get('msg')}", _request_id(request), "body")
+            return JSONResponse(body, status_code=400)
+        field = field_path(first.get("loc", ()))
+        details = [{"field": field_path(e.get("loc", ())), "message": e.get("msg", "")} for e in errors[:20]]
+        body = error_body(ErrorType.VALIDATION, f"{field}: {first.get('msg')}", _request_id(request), field, details=details)
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: ErrorType.NOT_FOUND, 401: ErrorType.UNAUTHORIZED, 413: ErrorType.PAYLOAD_TOO_LARGE}.get(
+            exc.status_code, ErrorType.BAD_REQUEST
+        )
+        body = error_body(kind, str(exc.detail), _request_id(request))
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"request_id": _request_id(request), "path": request.url.path})
+        return JSONResponse(error_body(ErrorType.INTERNAL, "internal error", _request_id(request)), status_code=500)
+
+
+async def load_components(state: ServiceState, engine_factory: Any = None) -> None:
+    """Load the bundle, start the engine and the cache. Runs after the server is listening."""
+    from model_export.bundle import load_bundle
+    from r2ec.engine.factory import EngineSettings, build_engine
+    from r2ec.recommender import Recommender
+    from r2ec.scoring import Ranker
+
+    s = state.settings
+    if s.bundle is None:
+        from model_export.demo import ensure_demo_bundle
+
+        bundle_path = await asyncio.to_thread(ensure_demo_bundle)
+    else:
+        bundle_path = s.bundle
+    bundle = await asyncio.to_thread(load_bundle, bundle_path, s.verify_bundle)
+    tokenizer = await asyncio.to_thread(lambda: bundle.tokenizer)
+    engine_settings = EngineSettings(
+        backend=s.backend, dtype=s.dtype, device=s.device, max_batch=s.max_batch, batch_wait_ms=s.batch_wait_ms,
+        max_queue=s.max_queue, max_model_len=s.max_model_len, vllm_capture=s.vllm_capture,
+        vllm_enforce_eager=s.vllm_enforce_eager, vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
+        vllm_kv_cache_gib=s.vllm_kv_cache_gib,
+    )
+    engine = (engine_factory or build_engine)(bundle.model_dir, tokenizer, engine_settings, bundle.templates.answer)
+    await engine.start()
+    state.bundle = bundle
+    state.engine = engine
+    state.recommender = Recommender(engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), tokenizer)
+    log.info("ready", extra={"bundle": bundle.name, "bundle_version": bundle.version, "backend": s.backend,
+                             "items": len(bundle.catalog)})
+
+
+def make_cache(settings: Settings) -> Cache:
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, settings.cache_ttl_s, settings.user_events_cap, settings.user_ttl_s,
+                          settings.redis_timeout_s)
+    return LocalCache(settings.cache_size, settings.cache_ttl_s, settings.user_events_cap)
+
+
+def create_app(settings: Settings | None = None, engine_factory: Any = None) -> FastAPI:
+    settings = settings or Settings()
+    state = ServiceState(settings=settings, metrics=Metrics())
+    state.idle.set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.threads:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        state.cache = make_cache(settings)
+        await state.cache.start()
+
+        async def load() -> None:
+            try:
+                await load_components(state, engine_factory)
+            except Exception as exc:
+                state.startup_error = f"{type(exc).__name__}: {exc}"
+                log.error("startup failed", extra={"error": state.startup_error})
+
+        app.state.loader = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            state.draining = True
+            app.state.loader.cancel()
+            if state.engine is not None:
+                await state.engine.close()
+            await state.cache.close()
+
+    app = FastAPI(
+        title="r2ec-serve",
+        version=r2ec.__version__,
+        description=(
+            "Reasoning recommender (R²ec): one LLM writes reasoning about a user's history and ranks catalog items "
+            "with the hidden state it ends on. All errors share one shape: `{\"error\": {type, message, field, "
+            "request_id}}`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.r2ec = state
+    install_error_handlers(app)
+    for router in (recommend.router, users.router, items.router, ops.router):
+        app.include_router(router)
+    app.add_middleware(RequestContext, state=state)
+    return app

@@ -1,0 +1,28 @@
+"""Prometheus metrics (one registry per app, so tests and multiple apps never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("r2ec_requests", "HTTP requests by route and status.", ["route", "status"], registry=r)
+        self.latency = Histogram("r2ec_request_seconds", "End-to-end request latency.", ["route"], buckets=_LATENCY, registry=r)
+        self.stage = Histogram(
+            "r2ec_stage_seconds", "Latency per pipeline stage (queue, generation, capture, search).", ["stage"],
+            buckets=_LATENCY, registry=r,
+        )
+        self.tokens = Counter("r2ec_generated_tokens", "Reasoning tokens generated.", registry=r)
+        self.cache = Counter("r2ec_cache_lookups", "Result cache lookups by outcome.", ["outcome"], registry=r)
+        self.cache_up = Gauge("r2ec_cache_up", "1 when the cache backend answers, 0 when degraded.", registry=r)
+        self.inflight = Gauge("r2ec_inflight_requests", "Recommend requests admitted and not finished.", registry=r)
+        self.queue_depth = Gauge(
+            "r2ec_queue_depth", "Admitted recommend requests per admission slot (scale-out signal for the HPA).",
+            registry=r,
+        )
+        self.ready = Gauge("r2ec_ready", "1 when the service accepts /v1 traffic.", registry=r)

@@ -1,0 +1,130 @@
+"""Request and response schemas of the HTTP API (pydantic v2; they generate the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_EXAMPLE_HISTORY = [
+    {"item_id": "50", "rating": 5.0, "timestamp": 1700000000},
+    {"item_id": "181", "rating": 4.0, "timestamp": 1700003600},
+    {"item_id": "172", "rating": 5.0, "timestamp": 1700007200},
+]
+
+
+class HistoryEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(..., min_length=1, max_length=256, description="Catalog item id (the dataset's own id).")
+    rating: float | None = Field(None, ge=0, le=5, description="Rating out of 5; the bundle's default if absent.")
+    timestamp: float | None = Field(
+        None, ge=0, description="Unix seconds; the request time if absent. Ages in the prompt are measured to now."
+    )
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy (default, cacheable).")
+    top_k: int = Field(0, ge=0, le=10000, description="0 = off.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Fixes sampling; seeded requests are cacheable.")
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"history": _EXAMPLE_HISTORY, "k": 5, "reasoning": True, "max_reasoning_tokens": 64},
+                {"user_id": "alice", "k": 10, "reasoning": False},
+            ]
+        },
+    )
+
+    user_id: str | None = Field(
+        None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$", description="Use this user's stored events."
+    )
+    history: list[HistoryEvent] = Field(default_factory=list, description="Events, appended after stored ones.")
+    k: int | None = Field(None, ge=1, description="How many items to return.")
+    reasoning: bool = Field(True, description="Generate reasoning first (false: score prompt + <answer> directly).")
+    max_reasoning_tokens: int | None = Field(None, ge=1, description="Reasoning token budget.")
+    sampling: Sampling = Field(default_factory=Sampling)
+    candidates: list[str] | None = Field(None, min_length=1, description="Rank only among these item ids.")
+    exclude_history: bool = Field(True, description="Never return items in the history window.")
+    use_cache: bool = Field(True, description="Allow a cached reasoning + user vector for the same history.")
+
+
+class RankedItem(BaseModel):
+    item_id: str
+    title: str
+    score: float = Field(..., description="Cosine similarity of user and item vectors.")
+    probability: float = Field(..., description="softmax(cos / tau) over every rankable item.")
+
+
+class Timings(BaseModel):
+    total_ms: float
+    queue_ms: float = 0.0
+    generation_ms: float = 0.0
+    capture_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    items: list[RankedItem]
+    reasoning: str | None = Field(None, description="The model's reasoning; null in reasoning-free mode.")
+    reasoning_tokens: int = 0
+    finish_reason: str | None = Field(None, description="answer | length | eos (how reasoning ended).")
+    cached: bool = Field(False, description="Reasoning and user vector came from the cache.")
+    model: str
+    bundle_version: str
+    history_used: int = Field(..., description="Events in the prompt window.")
+    timings: Timings
+
+
+class UserEvents(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": _EXAMPLE_HISTORY}]})
+
+    events: list[HistoryEvent] = Field(default_factory=list)
+
+
+class UserEventsResponse(BaseModel):
+    user_id: str
+    events: list[HistoryEvent]
+
+
+class ItemResponse(BaseModel):
+    item_id: str
+    title: str
+    average_rating: float | None = None
+    rating_count: int | None = None
+    year: str = ""
+    genres: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    request_id: str | None = None
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "Malformed request body",
+        401: "Missing or wrong API key",
+        413: "Payload too large",
+        422: "Invalid field (named in error.field)",
+        429: "Admission queue full",
+        503: "Not ready, draining, or a required dependency is down",
+        504: "Request deadline exceeded",
+    }.items()
+}

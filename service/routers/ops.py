@@ -1,0 +1,86 @@
+"""Operational endpoints: /health (liveness), /ready (readiness), /info (identity), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import r2ec
+from service.state import get_state
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is alive and its event loop answers (never depends on the model or Redis)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """200 when /v1 traffic will be served; 503 while loading, draining or after an engine failure.
+
+    A degraded cache does not make the service unready (requests are served uncached) but is reported.
+    """
+    st = get_state(request)
+    cache = st.cache.state() if st.cache is not None else {"kind": None, "healthy": False}
+    body: dict[str, Any] = {
+        "status": "ready" if st.ready else ("draining" if st.draining else "not_ready"),
+        "engine": {
+            "backend": st.settings.backend,
+            "ready": bool(st.engine is not None and st.engine.ready),
+            **(st.engine.stats() if st.engine is not None else {}),
+        },
+        "index": {"loaded": st.bundle is not None, "items": len(st.bundle.catalog) if st.bundle else 0},
+        "cache": {**cache, "status": "ok" if cache.get("healthy") else "degraded"},
+        "inflight": st.inflight,
+    }
+    if st.startup_error:
+        body["error"] = st.startup_error
+    st.metrics.ready.set(1 if st.ready else 0)
+    return JSONResponse(body, status_code=200 if st.ready else 503)
+
+
+@router.get("/info")
+async def info(request: Request) -> dict[str, Any]:
+    st = get_state(request)
+    b = st.bundle
+    return {
+        "service": "r2ec-serve",
+        "version": r2ec.__version__,
+        "backend": st.settings.backend,
+        "capture": st.engine.stats().get("capture") if st.engine is not None else None,
+        "bundle": None if b is None else {
+            "name": b.name,
+            "version": b.version,
+            "path": str(b.root),
+            "domain": b.manifest.get("domain"),
+            "created_at": b.manifest.get("created_at"),
+            "model": b.manifest["model"],
+            "items": len(b.catalog),
+            "dim": b.dim,
+            "tau": b.tau,
+            "index": b.manifest["index"],
+            "window_size": b.templates.window_size,
+        },
+        "limits": {
+            "max_k": st.settings.max_k,
+            "max_reasoning_tokens": st.settings.max_reasoning_tokens,
+            "max_history": st.settings.max_history,
+            "max_body_bytes": st.settings.max_body_bytes,
+            "request_timeout_s": st.settings.request_timeout_s,
+        },
+    }
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    st = get_state(request)
+    if st.cache is not None:
+        st.metrics.cache_up.set(1 if st.cache.healthy else 0)
+    st.metrics.ready.set(1 if st.ready else 0)
+    return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,86 @@
+"""/v1/users/{user_id}/events: the stored user context (recent events, capped)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from r2ec.catalog import Event
+from service.auth import require_api_key
+from service.cache import Cache, StoreUnavailable
+from service.errors import ApiError, ErrorType
+from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
+from service.state import get_state
+
+router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(require_api_key)])
+UserId = Path(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+
+
+def _cache(request: Request) -> Cache:
+    state = get_state(request)
+    if state.cache is None:
+        raise ApiError(ErrorType.NOT_READY, "the user store is not ready")
+    return state.cache
+
+
+def _validated(request: Request, body: UserEvents) -> list[Event]:
+    state = get_state(request)
+    catalog = state.bundle.catalog if state.bundle else None
+    if catalog is None:
+        raise ApiError(ErrorType.NOT_READY, "the catalog is not loaded")
+    if len(body.events) > state.settings.max_history:
+        raise ApiError(ErrorType.VALIDATION, f"at most {state.settings.max_history} events", "events")
+    now = time.time()
+    for i, e in enumerate(body.events):
+        if e.item_id not in catalog:
+            raise ApiError(ErrorType.VALIDATION, f"unknown item id {e.item_id!r}", f"events[{i}].item_id")
+    events = [Event(e.item_id, now if e.timestamp is None else e.timestamp, e.rating) for e in body.events]
+    return sorted(events, key=lambda e: e.timestamp)
+
+
+def _response(user_id: str, events: list[Event]) -> UserEventsResponse:
+    return UserEventsResponse(
+        user_id=user_id,
+        events=[HistoryEvent(item_id=e.item_id, rating=e.rating, timestamp=e.timestamp) for e in events],
+    )
+
+
+async def _guard(call):  # type: ignore[no-untyped-def]
+    try:
+        return await call
+    except StoreUnavailable as exc:
+        raise ApiError(ErrorType.DEPENDENCY, str(exc)) from None
+
+
+@router.get("/{user_id}/events", response_model=UserEventsResponse, responses=ERROR_RESPONSES)
+async def get_events(request: Request, user_id: str = UserId) -> UserEventsResponse:
+    events = await _guard(_cache(request).get_events(user_id))
+    if events is None:
+        raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
+    return _response(user_id, events)
+
+
+@router.put("/{user_id}/events", response_model=UserEventsResponse, responses=ERROR_RESPONSES)
+async def put_events(body: UserEvents, request: Request, user_id: str = UserId) -> UserEventsResponse:
+    """Replace the user's events (kept in time order, the oldest dropped beyond the cap)."""
+    events = _validated(request, body)
+    cache = _cache(request)
+    await _guard(cache.set_events(user_id, events))
+    stored = await _guard(cache.get_events(user_id))
+    return _response(user_id, stored or [])
+
+
+@router.post("/{user_id}/events", response_model=UserEventsResponse, responses=ERROR_RESPONSES)
+async def append_events(body: UserEvents, request: Request, user_id: str = UserId) -> UserEventsResponse:
+    """Append events (e.g. as the user interacts)."""
+    events = _validated(request, body)
+    stored = await _guard(_cache(request).append_events(user_id, events))
+    return _response(user_id, stored)
+
+
+@router.delete("/{user_id}/events", status_code=204, responses=ERROR_RESPONSES)
+async def delete_events(request: Request, user_id: str = UserId) -> Response:
+    if not await _guard(_cache(request).delete_events(user_id)):
+        raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
+    return Response(status_code=204)

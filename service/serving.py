@@ -1,0 +1,225 @@
+"""The logic behind /v1/recommend: resolve the history, use the cache, run the pipeline, rank, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from r2ec import logs
+from r2ec.catalog import Event
+from r2ec.engine.base import Delta, EngineClosed, EngineOverloaded, GenerationOptions
+from r2ec.prompts import history_window
+from r2ec.recommender import Recommender, UserVector
+from service.cache import CachedResult, StoreUnavailable
+from service.errors import ApiError, ErrorType
+from service.protocol import HistoryEvent, RankedItem, RecommendRequest, RecommendResponse, Timings
+from service.state import ServiceState
+
+log = logs.get(__name__)
+
+
+def to_events(events: list[HistoryEvent], now: float) -> list[Event]:
+    return [Event(e.item_id, now if e.timestamp is None else float(e.timestamp), e.rating) for e in events]
+
+
+def result_key(bundle_version: str, window: list[Event], options: GenerationOptions, reasoning: bool) -> str:
+    """Cache identity: bundle, the events in the prompt window (ids, ratings, times) and generation options.
+
+    Ages in the prompt move with the clock; a cached entry is the reasoning at the time it was made, kept for
+    the TTL (that is what a cache of user contexts trades for latency).
+    """
+    payload = {
+        "b": bundle_version,
+        "h": [[e.item_id, e.rating, round(e.timestamp, 3)] for e in window],
+        "o": options.cache_key() if reasoning else "no-reasoning",
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Prepared:
+    history: list[Event]
+    window: list[Event]
+    options: GenerationOptions
+    k: int
+    now: float
+    cache_key: str | None
+
+
+class RecommendService:
+    def __init__(self, state: ServiceState):
+        self.state = state
+        self.settings = state.settings
+
+    @property
+    def recommender(self) -> Recommender:
+        if self.state.recommender is None:
+            raise ApiError(ErrorType.NOT_READY, "the model is still loading")
+        return self.state.recommender
+
+    # -- validation beyond the schema ------------------------------------------------------------------------
+    async def prepare(self, req: RecommendRequest) -> Prepared:
+        s = self.settings
+        rec = self.recommender
+        now = time.time()
+        k = req.k if req.k is not None else s.default_k
+        if k > s.max_k:
+            raise ApiError(ErrorType.VALIDATION, f"k must be at most {s.max_k}", "k")
+        budget = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else s.default_reasoning_tokens
+        if budget > s.max_reasoning_tokens:
+            raise ApiError(ErrorType.VALIDATION, f"max_reasoning_tokens must be at most {s.max_reasoning_tokens}",
+                           "max_reasoning_tokens")
+        if len(req.history) > s.max_history:
+            raise ApiError(ErrorType.VALIDATION, f"at most {s.max_history} history events", "history")
+        for i, e in enumerate(req.history):
+            if e.item_id not in rec.catalog:
+                raise ApiError(ErrorType.VALIDATION, f"unknown item id {e.item_id!r}", f"history[{i}].item_id")
+        if req.candidates is not None:
+            if len(req.candidates) > len(rec.catalog):
+                raise ApiError(ErrorType.VALIDATION, "more candidates than catalog items", "candidates")
+            for i, c in enumerate(req.candidates):
+                if c not in rec.catalog:
+                    raise ApiError(ErrorType.VALIDATION, f"unknown item id {c!r}", f"candidates[{i}]")
+        stored: list[Event] = []
+        if req.user_id is not None:
+            cache = self.state.cache
+            assert cache is not None
+            try:
+                found = await cache.get_events(req.user_id)
+            except StoreUnavailable as exc:
+                if not req.history:
+                    raise ApiError(ErrorType.DEPENDENCY, f"user contexts are unavailable ({exc}); send history",
+                                   "user_id") from None
+                found = None  # degrade: rank on the history the client sent
+                log.warning("user store down; using request history only", extra={"user_id": req.user_id})
+            if found is None and not req.history:
+                raise ApiError(ErrorType.NOT_FOUND, f"user {req.user_id!r} has no stored events", "user_id")
+            stored = [e for e in (found or []) if e.item_id in rec.catalog]
+        history = stored + to_events(req.history, now)
+        if not history:
+            raise ApiError(ErrorType.VALIDATION, "give history events or a user_id with stored events", "history")
+        history.sort(key=lambda e: e.timestamp)  # stable: equal times keep their order
+        sampling = req.sampling
+        options = GenerationOptions(
+            max_tokens=budget, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+            seed=sampling.seed,
+        )
+        window = history_window(history, rec.templates)
+        deterministic = options.greedy or options.seed is not None
+        key = None
+        if req.use_cache and deterministic:
+            assert self.state.bundle is not None
+            key = result_key(self.state.bundle.version, window, options, req.reasoning)
+        return Prepared(history, window, options, k, now, key)
+
+    # -- admission ---------------------------------------------------------------------------------------------
+    def admit(self) -> None:
+        st = self.state
+        if st.draining:
+            raise ApiError(ErrorType.DRAINING, "the server is shutting down")
+        if not st.ready:
+            raise ApiError(ErrorType.NOT_READY, "the model is not ready")
+        if st.inflight >= self.settings.max_queue:
+            raise ApiError(ErrorType.OVERLOADED, f"{st.inflight} requests in flight (limit {self.settings.max_queue})")
+        st.inflight += 1
+        st.idle.clear()
+        self._gauges()
+
+    def release(self) -> None:
+        st = self.state
+        st.inflight -= 1
+        if st.inflight == 0:
+            st.idle.set()
+        self._gauges()
+
+    def _gauges(self) -> None:
+        m = self.state.metrics
+        m.inflight.set(self.state.inflight)
+        m.queue_depth.set(self.state.inflight / max(1, self.settings.max_batch))
+
+    # -- the pipeline ------------------------------------------------------------------------------------------
+    async def lookup(self, prep: Prepared) -> CachedResult | None:
+        cache = self.state.cache
+        if prep.cache_key is None or cache is None:
+            return None
+        hit = await cache.get_result(prep.cache_key)
+        outcome = "hit" if hit is not None else ("miss" if cache.healthy else "error")
+        self.state.metrics.cache.labels(outcome).inc()
+        self.state.metrics.cache_up.set(1 if cache.healthy else 0)
+        return hit
+
+    async def stream(self, req: RecommendRequest, request_id: str) -> AsyncIterator[Delta | RecommendResponse]:
+        """Reasoning deltas as generated (none on a cache hit), then the response."""
+        started = time.perf_counter()
+        prep = await self.prepare(req)
+        rec = self.recommender
+        hit = await self.lookup(prep)
+        timings: dict[str, float] = {}
+        if hit is not None:
+            vector, reasoning, tokens, finish = hit.vector, hit.reasoning, hit.tokens, hit.finish_reason
+            if reasoning:
+                yield Delta(reasoning)
+        else:
+            result: UserVector | None = None
+            try:
+                async for event in rec.stream_user_vector(prep.history, prep.now, prep.options, request_id, req.reasoning):
+                    if isinstance(event, UserVector):
+                        result = event
+                    else:
+                        yield event
+            except EngineOverloaded as exc:
+                raise ApiError(ErrorType.OVERLOADED, str(exc)) from None
+            except EngineClosed as exc:
+                raise ApiError(ErrorType.NOT_READY, str(exc)) from None
+            assert result is not None
+            timings = result.timings
+            vector, reasoning = result.vector, result.reasoning
+            tokens = result.generation.num_tokens if result.generation else 0
+            finish = result.generation.finish_reason if result.generation else None
+            self.state.metrics.tokens.inc(tokens)
+            if prep.cache_key is not None and self.state.cache is not None:
+                await self.state.cache.put_result(prep.cache_key, CachedResult(reasoning, vector, tokens, finish))
+        search_started = time.perf_counter()
+        scored = rec.rank(vector, prep.history, prep.k, req.candidates, req.exclude_history)
+        search_s = time.perf_counter() - search_started
+        m = self.state.metrics
+        for stage, key in (("queue", "queue_s"), ("generation", "generation_s"), ("capture", "capture_s")):
+            if key in timings:
+                m.stage.labels(stage).observe(timings[key])
+        m.stage.labels("search").observe(search_s)
+        assert self.state.bundle is not None
+        yield RecommendResponse(
+            request_id=request_id,
+            items=[RankedItem(item_id=s.item.item_id, title=s.item.title, score=s.score, probability=s.probability)
+                   for s in scored],
+            reasoning=reasoning if req.reasoning else None,
+            reasoning_tokens=tokens,
+            finish_reason=finish,
+            cached=hit is not None,
+            model=self.state.bundle.name,
+            bundle_version=self.state.bundle.version,
+            history_used=len(prep.window),
+            timings=Timings(
+                total_ms=(time.perf_counter() - started) * 1000,
+                queue_ms=timings.get("queue_s", 0.0) * 1000,
+                generation_ms=timings.get("generation_s", 0.0) * 1000,
+                capture_ms=timings.get("capture_s", 0.0) * 1000,
+                search_ms=search_s * 1000,
+            ),
+        )
+
+    async def recommend(self, req: RecommendRequest, request_id: str) -> RecommendResponse:
+        async def run() -> RecommendResponse:
+            async for event in self.stream(req, request_id):
+                if isinstance(event, RecommendResponse):
+                    return event
+            raise RuntimeError("pipeline ended without a response")
+
+        try:
+            return await asyncio.wait_for(run(), timeout=self.settings.request_timeout_s)
+        except TimeoutError:
+            raise ApiError(ErrorType.TIMEOUT, f"deadline of {self.settings.request_timeout_s:g}s exceeded") from None

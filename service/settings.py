@@ -1,0 +1,67 @@
+"""Service settings: every field is an environment variable (``R2EC_<NAME>``) and a ``r2ec serve`` flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="R2EC_", extra="ignore")
+
+    # what to serve
+    bundle: Path | None = Field(None, description="Bundle directory; empty = the demo bundle (built on first use).")
+    verify_bundle: bool = Field(True, description="Check every bundle checksum at start.")
+    # engine
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="Inference backend.")
+    dtype: str = Field("float32", description="Model dtype: float32, bfloat16, float16.")
+    device: str = Field("cpu", description="Device for the transformers backend (cpu, cuda).")
+    threads: int | None = Field(None, description="Torch CPU threads (default: all cores).")
+    max_batch: int = Field(8, description="Max requests batched together (transformers) / max running seqs (vLLM).")
+    batch_wait_ms: float = Field(5.0, description="How long the transformers batcher waits for company.")
+    max_queue: int = Field(64, description="Requests admitted beyond which /v1/recommend answers 429.")
+    max_model_len: int = Field(4096, description="vLLM context length.")
+    vllm_capture: Literal["hook", "pooling"] = Field("hook", description="Hidden-state capture: worker hook or pooling engine.")
+    vllm_gpu_memory_utilization: float = Field(0.85, description="vLLM GPU memory fraction.")
+    vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
+    vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
+    # HTTP
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, description="Bind port.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated bearer keys for /v1 (empty = no auth)."
+    )
+    max_body_bytes: int = Field(1 << 20, description="Largest accepted request body (413 beyond).")
+    request_timeout_s: float = Field(120.0, description="Deadline per request (504 beyond).")
+    drain_timeout_s: float = Field(30.0, description="On SIGTERM, how long in-flight requests may finish.")
+    # API limits and defaults
+    default_k: int = Field(10, description="Items returned when k is not given.")
+    max_k: int = Field(100, description="Largest k accepted.")
+    default_reasoning_tokens: int = Field(128, description="Reasoning budget when not given.")
+    max_reasoning_tokens: int = Field(512, description="Largest reasoning budget accepted.")
+    max_history: int = Field(500, description="Most history events accepted per request.")
+    # caches
+    redis_url: str | None = Field(None, description="redis://host:port/db; empty = in-process cache.")
+    redis_timeout_s: float = Field(0.25, description="Redis socket timeout; a slow Redis degrades, never blocks.")
+    cache_ttl_s: int = Field(3600, description="TTL of cached reasoning + user vectors.")
+    cache_size: int = Field(10000, description="Entries of the in-process cache.")
+    user_events_cap: int = Field(200, description="Events kept per user context (oldest dropped).")
+    user_ttl_s: int = Field(0, description="TTL of a user context in seconds (0 = none).")
+    # ops
+    log_level: str = Field("info", description="Log level.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("bundle", "redis_url", "threads", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
