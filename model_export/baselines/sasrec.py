@@ -135,7 +135,7 @@ class SASRec:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             valid_ndcg = summarize(self.ranks(valid))["ndcg@10"] if valid else 0.0
             self.history.append(
                 {"epoch": epoch, "loss": total / len(x), "valid_ndcg@10": valid_ndcg, "seconds": time.perf_counter() - started}

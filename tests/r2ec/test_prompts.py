@@ -1,0 +1,61 @@
+from r2ec.catalog import Catalog, Event, Item
+from r2ec.prompts import cut_at_answer, format_delta, item_text, stream_safe_prefix, user_prompt
+from r2ec.templates import PromptTemplates, domain_templates
+
+
+def test_format_delta_matches_the_authors_format():
+    assert format_delta(3 * 86400 + 4.5 * 3600) == "3d 4.5h ago"
+    assert format_delta(5 * 3600 + 12 * 60) == "5h 12.0min ago"
+    assert format_delta(7.5 * 60) == "7.5min ago"
+    assert format_delta(86400) == "1d 0.0h ago"
+    assert format_delta(0) == "0.0min ago"
+    assert format_delta(-30) == "0.0min ago"  # events after "now" never produce negative ages
+
+
+def test_user_prompt_renders_exactly_as_the_reference():
+    catalog = Catalog([Item("a", "Guitar Strings"), Item("b", "Tuner Pro")])
+    now = 1_700_000_000.0
+    history = [Event("a", now - (2 * 86400 + 3 * 3600), 5.0), Event("b", now - 90, None)]
+    prompt = user_prompt(history, catalog, now, domain_templates("musical_instruments"))
+    assert prompt == (
+        "Analyze in depth and finally recommend next musical instrument I might purchase inside <answer> and "
+        "</answer>.\nFor example, <answer>a product</answer>.\n\nBelow is my historical musical instruments "
+        "purchases and ratings (out of 5):\n"
+        "2d 3.0h ago: [Guitar Strings] (5.0)\n"
+        "1.5min ago: [Tuner Pro] (5.0)"
+    )
+
+
+def test_user_prompt_keeps_the_last_window_events_oldest_first():
+    catalog = Catalog([Item(str(i), f"T{i}") for i in range(30)])
+    history = [Event(str(i), float(i), 4.0) for i in range(30)]
+    prompt = user_prompt(history, catalog, 100.0, domain_templates("movies"))
+    lines = prompt.split("\n")[-20:]
+    assert [line.split("[")[1].split("]")[0] for line in lines] == [f"T{i}" for i in range(10, 30)]
+    assert "[T9]" not in prompt
+
+
+def test_item_text_amazon_format_and_description_cut():
+    desc = " ".join(f"w{i}" for i in range(150))
+    item = Item("x", "Capo", average_rating=4.6, rating_count=1234, description=desc)
+    text = item_text(item, domain_templates("video_games"))
+    expected_desc = " ".join(f"w{i}" for i in range(100)) + "..."
+    assert text == f"Title: Capo\nUser Rating: 4.6\nNumber of Buyers: 1234\nDescription: {expected_desc}"
+    assert domain_templates("video_games").item_prompt == (
+        "Summarize key attributes of the following video game inside <answer> and </answer>."
+    )
+
+
+def test_templates_roundtrip_through_dict():
+    t = domain_templates("movies")
+    assert PromptTemplates.from_dict(t.to_dict()) == t
+
+
+def test_answer_rule_and_stream_holdback():
+    assert cut_at_answer("likes sci-fi.<answer>", "<answer>") == ("likes sci-fi.", True)
+    assert cut_at_answer("no end", "<answer>") == ("no end", False)
+    assert stream_safe_prefix("abc <ans", "<answer>") == "abc "
+    assert stream_safe_prefix("abc <", "<answer>") == "abc "
+    assert stream_safe_prefix("abc <answer> tail", "<answer>") == "abc "
+    assert stream_safe_prefix("abc \ufffd", "<answer>") == "abc "
+    assert stream_safe_prefix("a < b", "<answer>") == "a < b"
