@@ -29,10 +29,6 @@ log = logs.get(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class RequestContext:
     """Pure ASGI middleware (safe with streaming and cancellation): request id, timing header, body limit,
     the drain gate for /v1, and per-route request metrics."""
@@ -83,23 +79,31 @@ class RequestContext:
             observe()
             return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
+        replay: list[Message] = []
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            # Read the body up front (bounded by the limit) so an oversized chunked upload gets a clean 413.
+            received = 0
+            while True:
+                message = await receive()
+                replay.append(message)
+                if message["type"] != "http.request":
+                    break
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge()
-            return message
+                    status_holder["status"] = 413
+                    await self._reply(send, ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), rid)
+                    observe()
+                    return
+                if not message.get("more_body", False):
+                    break
 
-        response_started = False
+        async def replaying_receive() -> Message:
+            if replay:
+                return replay.pop(0)
+            return await receive()
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal response_started
             if message["type"] == "http.response.start":
-                response_started = True
                 status_holder["status"] = message["status"]
                 extra = [
                     (b"x-request-id", rid.encode()),
@@ -109,11 +113,7 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except _BodyTooLarge:
-            if not response_started:
-                status_holder["status"] = 413
-                await self._reply(send, ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), rid)
+            await self.app(scope, replaying_receive, send_with_headers)
         finally:
             observe()
 

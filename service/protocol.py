@@ -54,6 +54,9 @@ class RecommendRequest(BaseModel):
     candidates: list[str] | None = Field(None, min_length=1, description="Rank only among these item ids.")
     exclude_history: bool = Field(True, description="Never return items in the history window.")
     use_cache: bool = Field(True, description="Allow a cached reasoning + user vector for the same history.")
+    as_of: float | None = Field(
+        None, ge=0, description="Unix seconds to measure event ages to (default: now); replays offline protocols."
+    )
 
 
 class RankedItem(BaseModel):

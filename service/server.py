@@ -46,6 +46,9 @@ class DrainingServer(uvicorn.Server):
             await asyncio.sleep(0.05)
         log.info("drained", extra={"left_inflight": state.inflight})
         super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after shutdown; a completed drain is a clean exit (status 0).
+        if sig in self._captured_signals:
+            self._captured_signals.remove(sig)
 
 
 def run(settings: Settings) -> None:

@@ -26,7 +26,9 @@ def to_events(events: list[HistoryEvent], now: float) -> list[Event]:
     return [Event(e.item_id, now if e.timestamp is None else float(e.timestamp), e.rating) for e in events]
 
 
-def result_key(bundle_version: str, window: list[Event], options: GenerationOptions, reasoning: bool) -> str:
+def result_key(
+    bundle_version: str, window: list[Event], options: GenerationOptions, reasoning: bool, as_of: float | None = None
+) -> str:
     """Cache identity: bundle, the events in the prompt window (ids, ratings, times) and generation options.
 
     Ages in the prompt move with the clock; a cached entry is the reasoning at the time it was made, kept for
@@ -36,6 +38,7 @@ def result_key(bundle_version: str, window: list[Event], options: GenerationOpti
         "b": bundle_version,
         "h": [[e.item_id, e.rating, round(e.timestamp, 3)] for e in window],
         "o": options.cache_key() if reasoning else "no-reasoning",
+        "t": as_of,  # an explicit reference time is part of the prompt; the implicit "now" is not
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -65,7 +68,7 @@ class RecommendService:
     async def prepare(self, req: RecommendRequest) -> Prepared:
         s = self.settings
         rec = self.recommender
-        now = time.time()
+        now = req.as_of if req.as_of is not None else time.time()
         k = req.k if req.k is not None else s.default_k
         if k > s.max_k:
             raise ApiError(ErrorType.VALIDATION, f"k must be at most {s.max_k}", "k")
@@ -113,7 +116,7 @@ class RecommendService:
         key = None
         if req.use_cache and deterministic:
             assert self.state.bundle is not None
-            key = result_key(self.state.bundle.version, window, options, req.reasoning)
+            key = result_key(self.state.bundle.version, window, options, req.reasoning, req.as_of)
         return Prepared(history, window, options, k, now, key)
 
     # -- admission ---------------------------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""Redis outages degrade the service (uncached, /ready says so) and never fail a request; it recovers."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from service.cache import CachedResult, LocalCache
+from tests.helpers import free_port
+from tests.service.conftest import make_server
+
+BODY = {"history": [{"item_id": "103", "rating": 4, "timestamp": 1_600_000_000}], "k": 3, "max_reasoning_tokens": 4}
+
+
+class RedisProcess:
+    """A real redis-server of the test's own, so it can be stopped without touching the machine's one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed")
+        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        import redis
+
+        for _ in range(100):
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def _wait(cond, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_redis_stopped_mid_test_degrades_then_recovers(tiny_bundle):
+    redis_proc = RedisProcess()
+    redis_proc.start()
+    srv = make_server(tiny_bundle, redis_url=redis_proc.url).start()
+    try:
+        url = srv.url + "/v1/recommend"
+        assert httpx.post(url, json=BODY, timeout=60).json()["cached"] is False
+        assert httpx.post(url, json=BODY, timeout=60).json()["cached"] is True
+
+        redis_proc.stop()
+        r = httpx.post(url, json={**BODY, "k": 4}, timeout=60)
+        assert r.status_code == 200 and r.json()["cached"] is False  # served, uncached
+        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "degraded")
+        ready = httpx.get(srv.url + "/ready")
+        assert ready.status_code == 200  # still serving traffic
+        assert "r2ec_cache_up 0.0" in httpx.get(srv.url + "/metrics").text
+        users = httpx.get(srv.url + "/v1/users/zed/events")
+        assert users.status_code == 503 and users.json()["error"]["type"] == "dependency_unavailable"
+        with_user = httpx.post(url, json={**BODY, "user_id": "zed"}, timeout=60)
+        assert with_user.status_code == 200  # stored context unavailable: ranks on the history sent
+
+        redis_proc.start()  # same port
+        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "ok")
+        assert httpx.post(url, json=BODY, timeout=60).json()["cached"] is False  # the old entry died with Redis
+        assert httpx.post(url, json=BODY, timeout=60).json()["cached"] is True  # caching resumed
+        assert "r2ec_cache_up 1.0" in httpx.get(srv.url + "/metrics").text
+    finally:
+        srv.stop()
+        redis_proc.stop()
+
+
+def test_redis_down_at_startup_still_serves(tiny_bundle):
+    srv = make_server(tiny_bundle, redis_url=f"redis://127.0.0.1:{free_port()}/0").start()
+    try:
+        assert httpx.post(srv.url + "/v1/recommend", json=BODY, timeout=60).status_code == 200
+        assert httpx.get(srv.url + "/ready").json()["cache"]["status"] == "degraded"
+    finally:
+        srv.stop()
+
+
+async def test_local_cache_lru_ttl_and_event_cap():
+    cache = LocalCache(size=2, ttl_s=60, events_cap=3)
+    v = CachedResult("why", np.ones(4, dtype=np.float32), 5, "answer")
+    for key in ("a", "b", "c"):
+        await cache.put_result(key, v)
+    assert await cache.get_result("a") is None  # evicted
+    hit = await cache.get_result("c")
+    assert hit is not None and hit.reasoning == "why" and hit.vector.tolist() == [1.0] * 4
+    from r2ec.catalog import Event
+
+    events = await cache.append_events("u", [Event(str(i), float(i)) for i in range(5)])
+    assert [e.item_id for e in events] == ["2", "3", "4"]
