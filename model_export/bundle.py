@@ -182,7 +182,9 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     if vectors.dtype != np.float32 or vectors.ndim != 2:
         raise _fail(root, f"{VECTORS} must be 2-d float32, found {vectors.ndim}-d {vectors.dtype}")
     if vectors.shape != (len(catalog), dim):
-        raise _fail(root, f"{VECTORS} has shape {vectors.shape}, expected ({len(catalog)}, {dim}) from catalog and manifest")
+        raise _fail(
+            root, f"{VECTORS} has shape {vectors.shape}, expected ({len(catalog)}, {dim}) from catalog and manifest"
+        )
     if manifest["counts"].get("items") != len(catalog):
         raise _fail(root, f"manifest counts {manifest['counts'].get('items')} items, {CATALOG} has {len(catalog)}")
     hidden = manifest["model"].get("hidden_size")

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -22,8 +22,10 @@ from r2ec.engine.base import GenerationOptions
 from r2ec.metrics import KS, summarize
 from r2ec.recommender import Recommender
 
+T = TypeVar("T")
 
-def select_samples(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
+
+def select_samples(samples: Sequence[T], limit: int | None, seed: int = 0) -> list[T]:
     """A fixed random subset (same for every method given the same split), in the split's order."""
     if limit is None or limit >= len(samples):
         return list(samples)

@@ -11,7 +11,7 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class ExportConfig:
     domain: str
     out: Path
     adapter: Path | None = None
-    index: IndexSpec = IndexSpec()
+    index: IndexSpec = field(default_factory=IndexSpec)
     encode_dtype: str = "float32"
     device: str = "cpu"
     batch_size: int = 16
@@ -159,9 +159,11 @@ def run_export(cfg: ExportConfig) -> Path:
             copy_model(cfg.base_model, model_dir)
         weights_id = model_hash(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(cfg.encode_dtype))
+        model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(cfg.encode_dtype))
         model = model.to(cfg.device).eval()
-        work = cfg.out.with_name(f".{cfg.out.name}.encode-{_work_key(weights_id, catalog_file, cfg.templates, cfg.encode_dtype)}")
+        work = cfg.out.with_name(
+            f".{cfg.out.name}.encode-{_work_key(weights_id, catalog_file, cfg.templates, cfg.encode_dtype)}"
+        )
         log.info("encoding catalog", extra={"items": len(catalog), "work_dir": str(work)})
         vectors = encode_catalog(
             model, tokenizer, catalog, cfg.templates, work, cfg.batch_size, cfg.chunk_size, cfg.progress
@@ -177,7 +179,7 @@ def run_export(cfg: ExportConfig) -> Path:
             index_info["recall_at_10_vs_exact"] = recall_at(index, vectors, queries, k=min(10, len(vectors)))
             log.info("approximate index recall", extra={"recall@10": index_info["recall_at_10_vs_exact"]})
         config = json.loads((model_dir / "config.json").read_text())
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": "r2ec-bundle",
             "format_version": 1,
             "name": cfg.name or cfg.out.name,
@@ -195,7 +197,12 @@ def run_export(cfg: ExportConfig) -> Path:
                 "tokenizer": type(tokenizer).__name__,
                 "vocab_size": len(tokenizer),
             },
-            "vectors": {"dim": int(vectors.shape[1]), "dtype": "float32", "normalized": True, "encode_dtype": cfg.encode_dtype},
+            "vectors": {
+                "dim": int(vectors.shape[1]),
+                "dtype": "float32",
+                "normalized": True,
+                "encode_dtype": cfg.encode_dtype,
+            },
             "index": index_info,
             "counts": {"items": len(catalog)},
             "created_by": {
@@ -209,7 +216,10 @@ def run_export(cfg: ExportConfig) -> Path:
         }
         out = finalize_bundle(staging, cfg.out, manifest, force=cfg.force)
         shutil.rmtree(work, ignore_errors=True)
-        log.info("bundle written", extra={"bundle": str(out), "items": len(catalog), "seconds": manifest["created_by"]["seconds"]})
+        log.info(
+            "bundle written",
+            extra={"bundle": str(out), "items": len(catalog), "seconds": manifest["created_by"]["seconds"]},
+        )
         return out
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

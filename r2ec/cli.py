@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -73,7 +73,9 @@ def data_amazon(
 def export(
     base_model: Annotated[Path, typer.Option(help="Hugging Face model directory of the base model.")],
     catalog: Annotated[Path, typer.Option(help="catalog.jsonl, or a dataset directory holding one.")],
-    domain: Annotated[str, typer.Option(help="Prompt wording: movies, musical_instruments, cds_and_vinyl, video_games.")],
+    domain: Annotated[
+        str, typer.Option(help="Prompt wording: movies, musical_instruments, cds_and_vinyl, video_games.")
+    ],
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")],
     adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter directory to merge.")] = None,
     templates: Annotated[Path | None, typer.Option(help="JSON file overriding template fields.")] = None,
@@ -102,8 +104,18 @@ def export(
     spec = IndexSpec(kind=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search)  # type: ignore[arg-type]
     path = run_export(
         ExportConfig(
-            base_model=base_model, catalog=catalog, templates=tmpl, domain=domain, out=out, adapter=adapter,
-            index=spec, encode_dtype=dtype, device=device, batch_size=batch_size, tau=tau, force=force,
+            base_model=base_model,
+            catalog=catalog,
+            templates=tmpl,
+            domain=domain,
+            out=out,
+            adapter=adapter,
+            index=spec,
+            encode_dtype=dtype,
+            device=device,
+            batch_size=batch_size,
+            tau=tau,
+            force=force,
         )
     )
     typer.echo(f"bundle written to {path}")
@@ -177,7 +189,7 @@ def evaluate(
     from model_export.evaluate import select_samples, write_results
     from r2ec.engine.base import GenerationOptions
 
-    async def main() -> dict:  # type: ignore[type-arg]
+    async def main() -> dict[str, Any]:
         b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size)
         try:
             ds = Dataset.load(data)
@@ -189,11 +201,22 @@ def evaluate(
             options = GenerationOptions(max_tokens=max_reasoning_tokens)
             summary, results = await run_eval(rec, chosen, options, reasoning=not no_reasoning, concurrency=batch_size)
             summary["config"] = {
-                "bundle": str(bundle), "bundle_version": b.version, "data": str(data), "protocol": protocol,
-                "split": split, "reasoning": not no_reasoning, "limit": limit, "split_size": len(samples),
-                "max_reasoning_tokens": max_reasoning_tokens, "backend": backend, "dtype": dtype,
+                "bundle": str(bundle),
+                "bundle_version": b.version,
+                "data": str(data),
+                "protocol": protocol,
+                "split": split,
+                "reasoning": not no_reasoning,
+                "limit": limit,
+                "split_size": len(samples),
+                "max_reasoning_tokens": max_reasoning_tokens,
+                "backend": backend,
+                "dtype": dtype,
             }
-            target = out or Path("results") / f"eval-{b.name}-{protocol}-{split}-{'noreason' if no_reasoning else 'reason'}.json"
+            target = (
+                out
+                or Path("results") / f"eval-{b.name}-{protocol}-{split}-{'noreason' if no_reasoning else 'reason'}.json"
+            )
             write_results(target, summary, results)
             summary["written"] = str(target)
             return summary
@@ -232,7 +255,7 @@ def baseline(
     splits = make_split(timelines, protocol, window)  # type: ignore[arg-type]
     chosen = select_samples(splits[split], limit)  # type: ignore[index]
     started = time.perf_counter()
-    extra: dict = {}  # type: ignore[type-arg]
+    extra: dict[str, Any] = {}
     if method == "mostpop":
         pop = MostPopular(ds.catalog, window).fit(timelines, splits)
         ranks = [pop.rank(s) for s in chosen]

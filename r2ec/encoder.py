@@ -58,9 +58,11 @@ def encode(
     while start < len(order):
         end = start + 1
         # Grow the batch while it fits both limits (lengths are sorted, so the last one is the longest).
-        while end < len(order) and end - start < batch_size and (end + 1 - start) * len(
-            sequences[order[end]]
-        ) <= max_batch_tokens:
+        while (
+            end < len(order)
+            and end - start < batch_size
+            and (end + 1 - start) * len(sequences[order[end]]) <= max_batch_tokens
+        ):
             end += 1
         chunk = [sequences[i] for i in order[start:end]]
         pooled = forward_pooled(model, chunk, pad_id).float().cpu().numpy()

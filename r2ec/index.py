@@ -51,7 +51,7 @@ def build_index(vectors: np.ndarray, spec: IndexSpec) -> faiss.Index:
     return index
 
 
-def configure(index: faiss.Index, spec: IndexSpec) -> None:
+def configure(index: Any, spec: IndexSpec) -> None:
     """Search-time parameters are not all persisted by ``write_index``; set them after loading."""
     if spec.kind == "ivf":
         index.nprobe = min(spec.nprobe, index.nlist)

@@ -16,7 +16,7 @@ import numpy as np
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.chat import ChatRenderer
 from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions
-from r2ec.prompts import history_window, item_message, item_text, user_prompt
+from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.scoring import Ranked, Ranker
 from r2ec.templates import PromptTemplates
 

@@ -39,8 +39,13 @@ class RequestContext:
 
     async def _reply(self, send: Send, err: ApiError, rid: str) -> None:
         response = error_response(err, rid)
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [*response.raw_headers, (b"x-request-id", rid.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [*response.raw_headers, (b"x-request-id", rid.encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": response.body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,11 +137,15 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "value_error"}
         if first.get("type") == "json_invalid":
-            body = error_body(ErrorType.BAD_REQUEST, f"malformed JSON: {first.get('msg')}", _request_id(request), "body")
+            body = error_body(
+                ErrorType.BAD_REQUEST, f"malformed JSON: {first.get('msg')}", _request_id(request), "body"
+            )
             return JSONResponse(body, status_code=400)
-        field = field_path(first.get("loc", ()))
+        field = field_path(tuple(first.get("loc", ())))
         details = [{"field": field_path(e.get("loc", ())), "message": e.get("msg", "")} for e in errors[:20]]
-        body = error_body(ErrorType.VALIDATION, f"{field}: {first.get('msg')}", _request_id(request), field, details=details)
+        body = error_body(
+            ErrorType.VALIDATION, f"{field}: {first.get('msg')}", _request_id(request), field, details=details
+        )
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -170,24 +179,45 @@ async def load_components(state: ServiceState, engine_factory: Any = None) -> No
     bundle = await asyncio.to_thread(load_bundle, bundle_path, s.verify_bundle)
     tokenizer = await asyncio.to_thread(lambda: bundle.tokenizer)
     engine_settings = EngineSettings(
-        backend=s.backend, dtype=s.dtype, device=s.device, max_batch=s.max_batch, batch_wait_ms=s.batch_wait_ms,
-        max_queue=s.max_queue, max_model_len=s.max_model_len, vllm_capture=s.vllm_capture,
-        vllm_enforce_eager=s.vllm_enforce_eager, vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
+        backend=s.backend,
+        dtype=s.dtype,
+        device=s.device,
+        max_batch=s.max_batch,
+        batch_wait_ms=s.batch_wait_ms,
+        max_queue=s.max_queue,
+        max_model_len=s.max_model_len,
+        vllm_capture=s.vllm_capture,
+        vllm_enforce_eager=s.vllm_enforce_eager,
+        vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
         vllm_kv_cache_gib=s.vllm_kv_cache_gib,
     )
     engine = (engine_factory or build_engine)(bundle.model_dir, tokenizer, engine_settings, bundle.templates.answer)
     await engine.start()
     state.bundle = bundle
     state.engine = engine
-    state.recommender = Recommender(engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), tokenizer)
-    log.info("ready", extra={"bundle": bundle.name, "bundle_version": bundle.version, "backend": s.backend,
-                             "items": len(bundle.catalog)})
+    state.recommender = Recommender(
+        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), tokenizer
+    )
+    log.info(
+        "ready",
+        extra={
+            "bundle": bundle.name,
+            "bundle_version": bundle.version,
+            "backend": s.backend,
+            "items": len(bundle.catalog),
+        },
+    )
 
 
 def make_cache(settings: Settings) -> Cache:
     if settings.redis_url:
-        return RedisCache(settings.redis_url, settings.cache_ttl_s, settings.user_events_cap, settings.user_ttl_s,
-                          settings.redis_timeout_s)
+        return RedisCache(
+            settings.redis_url,
+            settings.cache_ttl_s,
+            settings.user_events_cap,
+            settings.user_ttl_s,
+            settings.redis_timeout_s,
+        )
     return LocalCache(settings.cache_size, settings.cache_ttl_s, settings.user_events_cap)
 
 
@@ -227,7 +257,7 @@ def create_app(settings: Settings | None = None, engine_factory: Any = None) -> 
         version=r2ec.__version__,
         description=(
             "Reasoning recommender (R²ec): one LLM writes reasoning about a user's history and ranks catalog items "
-            "with the hidden state it ends on. All errors share one shape: `{\"error\": {type, message, field, "
+            'with the hidden state it ends on. All errors share one shape: `{"error": {type, message, field, '
             "request_id}}`."
         ),
         lifespan=lifespan,

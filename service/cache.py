@@ -135,8 +135,9 @@ class LocalCache(Cache):
 class RedisCache(Cache):
     kind = "redis"
 
-    def __init__(self, url: str, ttl_s: int, events_cap: int, user_ttl_s: int = 0, timeout_s: float = 0.25,
-                 prefix: str = "r2ec"):
+    def __init__(
+        self, url: str, ttl_s: int, events_cap: int, user_ttl_s: int = 0, timeout_s: float = 0.25, prefix: str = "r2ec"
+    ):
         import redis.asyncio as aioredis
 
         self.url = url
@@ -145,7 +146,10 @@ class RedisCache(Cache):
         self.user_ttl_s = user_ttl_s
         self.prefix = prefix
         self.client = aioredis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry_on_timeout=False,
             health_check_interval=0,
         )
         self._healthy = False

@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         env = "R2EC_" + name.upper()
         help_text = f"{field.description or ''} [env {env}; default {field.get_default(call_default_factory=True)!r}]"
         if _is_bool(field.annotation):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
         else:
             parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text)
     return parser

@@ -55,7 +55,9 @@ class ApiError(Exception):
         return STATUS[self.type]
 
 
-def error_body(type_: ErrorType, message: str, request_id: str | None, field: str | None = None, **extra: Any) -> dict[str, Any]:
+def error_body(
+    type_: ErrorType, message: str, request_id: str | None, field: str | None = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"type": type_.value, "message": message, "request_id": request_id}
     if field is not None:
         body["field"] = field
@@ -69,7 +71,9 @@ def error_response(err: ApiError, request_id: str | None) -> JSONResponse:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if err.type in (ErrorType.OVERLOADED, ErrorType.NOT_READY, ErrorType.DRAINING):
         headers.setdefault("Retry-After", "1")
-    return JSONResponse(error_body(err.type, err.message, request_id, err.field), status_code=err.status, headers=headers)
+    return JSONResponse(
+        error_body(err.type, err.message, request_id, err.field), status_code=err.status, headers=headers
+    )
 
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -12,17 +12,23 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("r2ec_requests", "HTTP requests by route and status.", ["route", "status"], registry=r)
-        self.latency = Histogram("r2ec_request_seconds", "End-to-end request latency.", ["route"], buckets=_LATENCY, registry=r)
+        self.latency = Histogram(
+            "r2ec_request_seconds", "End-to-end request latency.", ["route"], buckets=_LATENCY, registry=r
+        )
         self.stage = Histogram(
-            "r2ec_stage_seconds", "Latency per pipeline stage (queue, generation, capture, search).", ["stage"],
-            buckets=_LATENCY, registry=r,
+            "r2ec_stage_seconds",
+            "Latency per pipeline stage (queue, generation, capture, search).",
+            ["stage"],
+            buckets=_LATENCY,
+            registry=r,
         )
         self.tokens = Counter("r2ec_generated_tokens", "Reasoning tokens generated.", registry=r)
         self.cache = Counter("r2ec_cache_lookups", "Result cache lookups by outcome.", ["outcome"], registry=r)
         self.cache_up = Gauge("r2ec_cache_up", "1 when the cache backend answers, 0 when degraded.", registry=r)
         self.inflight = Gauge("r2ec_inflight_requests", "Recommend requests admitted and not finished.", registry=r)
         self.queue_depth = Gauge(
-            "r2ec_queue_depth", "Admitted recommend requests per admission slot (scale-out signal for the HPA).",
+            "r2ec_queue_depth",
+            "Admitted recommend requests per admission slot (scale-out signal for the HPA).",
             registry=r,
         )
         self.ready = Gauge("r2ec_ready", "1 when the service accepts /v1 traffic.", registry=r)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_EXAMPLE_HISTORY = [
+_EXAMPLE_HISTORY: list[Any] = [
     {"item_id": "50", "rating": 5.0, "timestamp": 1700000000},
     {"item_id": "181", "rating": 4.0, "timestamp": 1700003600},
     {"item_id": "172", "rating": 5.0, "timestamp": 1700007200},

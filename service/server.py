@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -26,7 +27,7 @@ class DrainingServer(uvicorn.Server):
         self.r2ec_state = state
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+    async def serve(self, sockets: list[Any] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
@@ -55,7 +56,11 @@ def run(settings: Settings) -> None:
     logs.setup(settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
     )
     DrainingServer(config, app.state.r2ec).run()

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from r2ec import logs
@@ -74,8 +74,11 @@ class RecommendService:
             raise ApiError(ErrorType.VALIDATION, f"k must be at most {s.max_k}", "k")
         budget = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else s.default_reasoning_tokens
         if budget > s.max_reasoning_tokens:
-            raise ApiError(ErrorType.VALIDATION, f"max_reasoning_tokens must be at most {s.max_reasoning_tokens}",
-                           "max_reasoning_tokens")
+            raise ApiError(
+                ErrorType.VALIDATION,
+                f"max_reasoning_tokens must be at most {s.max_reasoning_tokens}",
+                "max_reasoning_tokens",
+            )
         if len(req.history) > s.max_history:
             raise ApiError(ErrorType.VALIDATION, f"at most {s.max_history} history events", "history")
         for i, e in enumerate(req.history):
@@ -95,8 +98,9 @@ class RecommendService:
                 found = await cache.get_events(req.user_id)
             except StoreUnavailable as exc:
                 if not req.history:
-                    raise ApiError(ErrorType.DEPENDENCY, f"user contexts are unavailable ({exc}); send history",
-                                   "user_id") from None
+                    raise ApiError(
+                        ErrorType.DEPENDENCY, f"user contexts are unavailable ({exc}); send history", "user_id"
+                    ) from None
                 found = None  # degrade: rank on the history the client sent
                 log.warning("user store down; using request history only", extra={"user_id": req.user_id})
             if found is None and not req.history:
@@ -108,7 +112,10 @@ class RecommendService:
         history.sort(key=lambda e: e.timestamp)  # stable: equal times keep their order
         sampling = req.sampling
         options = GenerationOptions(
-            max_tokens=budget, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+            max_tokens=budget,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
             seed=sampling.seed,
         )
         window = history_window(history, rec.templates)
@@ -155,7 +162,7 @@ class RecommendService:
         self.state.metrics.cache_up.set(1 if cache.healthy else 0)
         return hit
 
-    async def stream(self, req: RecommendRequest, request_id: str) -> AsyncIterator[Delta | RecommendResponse]:
+    async def stream(self, req: RecommendRequest, request_id: str) -> AsyncGenerator[Delta | RecommendResponse, None]:
         """Reasoning deltas as generated (none on a cache hit), then the response."""
         started = time.perf_counter()
         prep = await self.prepare(req)
@@ -169,7 +176,9 @@ class RecommendService:
         else:
             result: UserVector | None = None
             try:
-                async for event in rec.stream_user_vector(prep.history, prep.now, prep.options, request_id, req.reasoning):
+                async for event in rec.stream_user_vector(
+                    prep.history, prep.now, prep.options, request_id, req.reasoning
+                ):
                     if isinstance(event, UserVector):
                         result = event
                     else:
@@ -197,8 +206,10 @@ class RecommendService:
         assert self.state.bundle is not None
         yield RecommendResponse(
             request_id=request_id,
-            items=[RankedItem(item_id=s.item.item_id, title=s.item.title, score=s.score, probability=s.probability)
-                   for s in scored],
+            items=[
+                RankedItem(item_id=s.item.item_id, title=s.item.title, score=s.score, probability=s.probability)
+                for s in scored
+            ],
             reasoning=reasoning if req.reasoning else None,
             reasoning_tokens=tokens,
             finish_reason=finish,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -25,7 +24,9 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(5.0, description="How long the transformers batcher waits for company.")
     max_queue: int = Field(64, description="Requests admitted beyond which /v1/recommend answers 429.")
     max_model_len: int = Field(4096, description="vLLM context length.")
-    vllm_capture: Literal["hook", "pooling"] = Field("hook", description="Hidden-state capture: worker hook or pooling engine.")
+    vllm_capture: Literal["hook", "pooling"] = Field(
+        "hook", description="Hidden-state capture: worker hook or pooling engine."
+    )
     vllm_gpu_memory_utilization: float = Field(0.85, description="vLLM GPU memory fraction.")
     vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
     vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")

@@ -30,12 +30,7 @@ class ServiceState:
 
     @property
     def ready(self) -> bool:
-        return (
-            not self.draining
-            and self.recommender is not None
-            and self.engine is not None
-            and self.engine.ready
-        )
+        return not self.draining and self.recommender is not None and self.engine is not None and self.engine.ready
 
 
 def get_state(request: Request) -> ServiceState:

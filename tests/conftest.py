@@ -12,9 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from tests.helpers import build_tiny_model, tiny_catalog, tiny_dataset  # noqa: E402
+from tests.helpers import build_tiny_model, tiny_catalog, tiny_dataset
 
 torch.set_num_threads(2)
 
@@ -63,8 +63,14 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, 
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     return run_export(
-        ExportConfig(base_model=tiny_model_dir, catalog=dataset_dir, templates=domain_templates("movies"),
-                     domain="movies", out=out, progress=False)
+        ExportConfig(
+            base_model=tiny_model_dir,
+            catalog=dataset_dir,
+            templates=domain_templates("movies"),
+            domain="movies",
+            out=out,
+            progress=False,
+        )
     )
 
 
@@ -81,8 +87,22 @@ def _redis_up(url: str) -> bool:
 def redis_url() -> str:
     """The machine's Redis (started if it is down: it is a real dependency of these tests, never mocked)."""
     if not _redis_up(REDIS_URL):
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-                        "--save", "", "--appendonly", "no"], check=False)
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            check=False,
+        )
         import time
 
         for _ in range(50):

@@ -47,7 +47,9 @@ def tiny_dataset(catalog: Catalog, users: int = 30, per_user: int = 8, seed: int
         start = 1_000_000_000 + rng.randint(0, 10_000_000)
         items = rng.sample(ids, per_user)
         for j, item in enumerate(items):
-            interactions.append(Interaction(f"u{u}", item, float(rng.randint(1, 5)), float(start + j * 3600 * (1 + u % 5))))
+            interactions.append(
+                Interaction(f"u{u}", item, float(rng.randint(1, 5)), float(start + j * 3600 * (1 + u % 5)))
+            )
     return Dataset("tiny", "movies", catalog, interactions)
 
 
@@ -90,8 +92,9 @@ class ServerThread:
 
         self.port = port or free_port()
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                   access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -138,7 +138,12 @@ class SASRec:
                 total += float(loss.detach()) * len(idx)
             valid_ndcg = summarize(self.ranks(valid))["ndcg@10"] if valid else 0.0
             self.history.append(
-                {"epoch": epoch, "loss": total / len(x), "valid_ndcg@10": valid_ndcg, "seconds": time.perf_counter() - started}
+                {
+                    "epoch": epoch,
+                    "loss": total / len(x),
+                    "valid_ndcg@10": valid_ndcg,
+                    "seconds": time.perf_counter() - started,
+                }
             )
             bar.set_postfix(loss=f"{total / len(x):.3f}", valid_ndcg10=f"{valid_ndcg:.4f}")
             if valid_ndcg > best:

@@ -50,7 +50,7 @@ def torch_dtype(name: str) -> torch.dtype:
 def load_causal_lm(model_dir: Path | str, dtype: str = "float32", device: str = "cpu") -> Any:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype))
+    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 
@@ -214,7 +214,9 @@ class TransformersEngine(Engine):
                 while len(batch) < self.max_batch:
                     remaining = deadline - time.perf_counter()
                     try:
-                        batch.append(self._gen_q.get(timeout=max(remaining, 0)) if remaining > 0 else self._gen_q.get_nowait())
+                        batch.append(
+                            self._gen_q.get(timeout=max(remaining, 0)) if remaining > 0 else self._gen_q.get_nowait()
+                        )
                     except queue.Empty:
                         break
                 batch = [j for j in batch if not j.cancelled.is_set()]

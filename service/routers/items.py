@@ -21,6 +21,11 @@ async def get_item(item_id: str, request: Request) -> ItemResponse:
         raise ApiError(ErrorType.NOT_FOUND, f"unknown item id {item_id!r}", "item_id")
     it = bundle.catalog.get(item_id)
     return ItemResponse(
-        item_id=it.item_id, title=it.title, average_rating=it.average_rating, rating_count=it.rating_count,
-        year=it.year, genres=it.genres, description=it.description,
+        item_id=it.item_id,
+        title=it.title,
+        average_rating=it.average_rating,
+        rating_count=it.rating_count,
+        year=it.year,
+        genres=it.genres,
+        description=it.description,
     )

@@ -54,7 +54,9 @@ async def info(request: Request) -> dict[str, Any]:
         "version": r2ec.__version__,
         "backend": st.settings.backend,
         "capture": st.engine.stats().get("capture") if st.engine is not None else None,
-        "bundle": None if b is None else {
+        "bundle": None
+        if b is None
+        else {
             "name": b.name,
             "version": b.version,
             "path": str(b.root),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -48,8 +48,10 @@ def _sse(event: str, data: object) -> str:
 
 @router.post(
     "/recommend/stream",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "reasoning deltas, result, [DONE]"},
-               **ERROR_RESPONSES},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "reasoning deltas, result, [DONE]"},
+        **ERROR_RESPONSES,
+    },
 )
 async def recommend_stream(body: RecommendRequest, request: Request) -> StreamingResponse:
     """Stream reasoning deltas (`event: reasoning`) as they are generated, then `event: result`, then `[DONE]`.
@@ -62,7 +64,7 @@ async def recommend_stream(body: RecommendRequest, request: Request) -> Streamin
     request_id = request.state.request_id
     try:
         # Validate (and look up stored events) before the 200 goes out, so bad input still gets a 4xx.
-        stream = service.stream(body, request_id)
+        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.stream(body, request_id)
         first = await anext(stream)
     except BaseException:
         service.release()
@@ -85,6 +87,7 @@ async def recommend_stream(body: RecommendRequest, request: Request) -> Streamin
             service.release()
 
     return StreamingResponse(
-        events(), media_type="text/event-stream",
+        events(),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -18,8 +18,12 @@ def test_adapter_merge_matches_peft(tmp_path, tiny_model_dir, dataset_dir, smoll
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
     # The authors' adapter shape: r=4, alpha=128, all attention and MLP projections; non-zero B so it matters.
-    cfg = LoraConfig(r=4, lora_alpha=128, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                           "up_proj", "down_proj"], init_lora_weights=False)
+    cfg = LoraConfig(
+        r=4,
+        lora_alpha=128,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        init_lora_weights=False,
+    )
     peft_model = get_peft_model(base, cfg)
     for name, p in peft_model.named_parameters():
         if "lora_B" in name:
@@ -28,9 +32,17 @@ def test_adapter_merge_matches_peft(tmp_path, tiny_model_dir, dataset_dir, smoll
     peft_model.save_pretrained(str(adapter_dir))
     assert (adapter_dir / "adapter_model.safetensors").is_file()
 
-    out = run_export(ExportConfig(base_model=tiny_model_dir, adapter=adapter_dir, catalog=dataset_dir,
-                                  templates=domain_templates("movies"), domain="movies", out=tmp_path / "b",
-                                  progress=False))
+    out = run_export(
+        ExportConfig(
+            base_model=tiny_model_dir,
+            adapter=adapter_dir,
+            catalog=dataset_dir,
+            templates=domain_templates("movies"),
+            domain="movies",
+            out=tmp_path / "b",
+            progress=False,
+        )
+    )
     bundle = load_bundle(out)
     templates = bundle.templates
     renderer = ChatRenderer(smollm_tokenizer, templates)

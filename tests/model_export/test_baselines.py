@@ -31,7 +31,8 @@ def test_sasrec_learns_a_sequential_rule():
     catalog, timelines = _cyclic_world()
     splits = temporal_split(timelines)
     model = SASRec(catalog, SASRecConfig(epochs=40, patience=40, dim=32), window=20).fit(
-        timelines, splits, splits["valid"], progress=False)
+        timelines, splits, splits["valid"], progress=False
+    )
     sas = summarize(model.ranks(splits["test"]))
     pop = MostPopular(catalog).fit(timelines, splits)
     mp = summarize([pop.rank(s) for s in splits["test"]])

@@ -51,13 +51,13 @@ def test_every_file_with_a_flipped_byte_is_refused(tiny_bundle, tmp_path):
 
 def test_truncated_missing_and_extra_files_are_refused(bundle_copy):
     (bundle_copy / "item_vectors.npy").write_bytes((bundle_copy / "item_vectors.npy").read_bytes()[:-8])
-    with pytest.raises(BundleError, match="item_vectors.npy has .* bytes"):
+    with pytest.raises(BundleError, match=r"item_vectors\.npy has .* bytes"):
         load_bundle(bundle_copy)
 
 
 def test_missing_manifest_means_no_bundle(bundle_copy):
     (bundle_copy / "manifest.json").unlink()
-    with pytest.raises(BundleError, match="manifest.json is missing"):
+    with pytest.raises(BundleError, match=r"manifest\.json is missing"):
         load_bundle(bundle_copy)
 
 
@@ -82,8 +82,16 @@ def test_existing_bundle_is_not_overwritten_without_force(tiny_bundle, tiny_mode
     from r2ec.templates import domain_templates
 
     with pytest.raises(BundleError, match="already exists"):
-        run_export(ExportConfig(base_model=tiny_model_dir, catalog=dataset_dir, templates=domain_templates("movies"),
-                                domain="movies", out=tiny_bundle, progress=False))
+        run_export(
+            ExportConfig(
+                base_model=tiny_model_dir,
+                catalog=dataset_dir,
+                templates=domain_templates("movies"),
+                domain="movies",
+                out=tiny_bundle,
+                progress=False,
+            )
+        )
     assert not [p for p in tiny_bundle.parent.iterdir() if ".staging-" in p.name]  # no half bundle left
 
 
@@ -92,8 +100,15 @@ def test_interrupted_export_resumes_from_saved_chunks(tmp_path, tiny_model_dir, 
     from model_export.export import ExportConfig, run_export
     from r2ec.templates import domain_templates
 
-    cfg = ExportConfig(base_model=tiny_model_dir, catalog=dataset_dir, templates=domain_templates("movies"),
-                       domain="movies", out=tmp_path / "b", chunk_size=16, progress=False)
+    cfg = ExportConfig(
+        base_model=tiny_model_dir,
+        catalog=dataset_dir,
+        templates=domain_templates("movies"),
+        domain="movies",
+        out=tmp_path / "b",
+        chunk_size=16,
+        progress=False,
+    )
     calls = {"n": 0}
     real = export_mod.encode
 
@@ -125,9 +140,17 @@ def test_ivf_export_reports_recall(tmp_path, tiny_model_dir, dataset_dir):
     from r2ec.index import IndexSpec
     from r2ec.templates import domain_templates
 
-    out = run_export(ExportConfig(base_model=tiny_model_dir, catalog=dataset_dir, templates=domain_templates("movies"),
-                                  domain="movies", out=tmp_path / "ivf", index=IndexSpec(kind="ivf", nlist=4, nprobe=4),
-                                  progress=False))
+    out = run_export(
+        ExportConfig(
+            base_model=tiny_model_dir,
+            catalog=dataset_dir,
+            templates=domain_templates("movies"),
+            domain="movies",
+            out=tmp_path / "ivf",
+            index=IndexSpec(kind="ivf", nlist=4, nprobe=4),
+            progress=False,
+        )
+    )
     b = load_bundle(out)
     assert b.index_spec.kind == "ivf"
     assert b.manifest["index"]["recall_at_10_vs_exact"] == pytest.approx(1.0)  # nprobe == nlist: exhaustive

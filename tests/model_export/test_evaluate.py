@@ -22,7 +22,9 @@ async def test_evaluator_ranks_by_full_catalog_cosine_with_history_excluded(tiny
     try:
         rec = Recommender(engine, b.catalog, b.templates, Ranker(b.vectors, b.index, b.tau), b.tokenizer)
         samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:5]
-        summary, results = await evaluate(rec, samples, GenerationOptions(max_tokens=4), reasoning=False, progress=False)
+        summary, results = await evaluate(
+            rec, samples, GenerationOptions(max_tokens=4), reasoning=False, progress=False
+        )
         # Independent computation: brute-force cosine over the catalog, history masked.
         ranks = []
         for r in results:
@@ -49,8 +51,23 @@ def test_cli_evaluate_with_and_without_reasoning(tiny_bundle, dataset_dir, tmp_p
     runner = CliRunner()
     for flag in ([], ["--no-reasoning"]):
         out = tmp_path / f"e{len(flag)}.json"
-        res = runner.invoke(app, ["evaluate", "--bundle", str(tiny_bundle), "--data", str(dataset_dir), "--limit", "4",
-                                  "--max-reasoning-tokens", "4", "--out", str(out), *flag])
+        res = runner.invoke(
+            app,
+            [
+                "evaluate",
+                "--bundle",
+                str(tiny_bundle),
+                "--data",
+                str(dataset_dir),
+                "--limit",
+                "4",
+                "--max-reasoning-tokens",
+                "4",
+                "--out",
+                str(out),
+                *flag,
+            ],
+        )
         assert res.exit_code == 0, res.output
         data = json.loads(out.read_text())
         assert data["counts"]["samples"] == 4 and set(data["metrics"]) >= {"hit@10", "ndcg@10"}

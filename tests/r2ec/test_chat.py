@@ -10,7 +10,8 @@ def test_user_sequence_is_the_continued_chat_ending_in_answer(smollm_tokenizer):
     text = smollm_tokenizer.decode(ids)
     expected = smollm_tokenizer.apply_chat_template(
         [{"role": "user", "content": "my history"}, {"role": "assistant", "content": "I like space operas.<answer>"}],
-        tokenize=False, continue_final_message=True,
+        tokenize=False,
+        continue_final_message=True,
     )
     assert text == expected
     assert text.endswith("I like space operas.<answer>")  # continued: no end-of-turn token after <answer>

@@ -32,7 +32,9 @@ def test_padded_mixed_batch_equals_hidden_states_last(tiny_model):
 def test_batch_size_does_not_change_vectors(tiny_model):
     rng = np.random.default_rng(1)
     seqs = [rng.integers(5, 4000, size=n).tolist() for n in (4, 12, 7, 25, 2, 16)]
-    np.testing.assert_allclose(encode(tiny_model, seqs, 0, batch_size=1), encode(tiny_model, seqs, 0, batch_size=4), atol=2e-5)
+    np.testing.assert_allclose(
+        encode(tiny_model, seqs, 0, batch_size=1), encode(tiny_model, seqs, 0, batch_size=4), atol=2e-5
+    )
 
 
 def test_bfloat16_is_close_to_float32(tiny_model_dir):

@@ -32,8 +32,10 @@ class RedisProcess:
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.fail("redis-server is not installed")
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
         import redis
 
         for _ in range(100):

@@ -25,17 +25,26 @@ def test_400_and_422_name_the_problem(server):
     url = server.url + "/v1/recommend"
     _shape(httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400, "bad_request")
     _shape(httpx.post(url, json={"history": [{"item_id": "999999"}]}), 422, "validation_error", "history[0].item_id")
-    _shape(httpx.post(url, json={"history": [{"item_id": "100", "rating": 9}]}), 422, "validation_error",
-           "history[0].rating")
+    _shape(
+        httpx.post(url, json={"history": [{"item_id": "100", "rating": 9}]}),
+        422,
+        "validation_error",
+        "history[0].rating",
+    )
     _shape(httpx.post(url, json={**OK, "k": 0}), 422, "validation_error", "k")
     _shape(httpx.post(url, json={**OK, "k": 10_000}), 422, "validation_error", "k")
-    _shape(httpx.post(url, json={**OK, "max_reasoning_tokens": 100_000}), 422, "validation_error",
-           "max_reasoning_tokens")
+    _shape(
+        httpx.post(url, json={**OK, "max_reasoning_tokens": 100_000}), 422, "validation_error", "max_reasoning_tokens"
+    )
     _shape(httpx.post(url, json={**OK, "candidates": ["100", "zzz"]}), 422, "validation_error", "candidates[1]")
     _shape(httpx.post(url, json={**OK, "surprise": 1}), 422, "validation_error", "surprise")
     _shape(httpx.post(url, json={}), 422, "validation_error", "history")
-    _shape(httpx.put(server.url + "/v1/users/bob/events", json={"events": [{"item_id": "nope"}]}), 422,
-           "validation_error", "events[0].item_id")
+    _shape(
+        httpx.put(server.url + "/v1/users/bob/events", json={"events": [{"item_id": "nope"}]}),
+        422,
+        "validation_error",
+        "events[0].item_id",
+    )
     _shape(httpx.get(server.url + "/v1/users/bad%20id/events"), 422, "validation_error", "user_id")
     assert httpx.post(url, json=OK).status_code == 200  # still serving
 
@@ -75,10 +84,15 @@ def test_413_for_large_bodies_declared_or_streamed(tiny_bundle):
 def test_429_when_the_admission_queue_is_full(tiny_bundle):
     srv = make_server(tiny_bundle, max_queue=1, max_reasoning_tokens=512).start()
     try:
+
         async def main():
             async with httpx.AsyncClient(timeout=120) as c:
-                slow = asyncio.create_task(c.post(srv.url + "/v1/recommend", json={
-                    "history": [{"item_id": "100"}], "max_reasoning_tokens": 300, "use_cache": False}))
+                slow = asyncio.create_task(
+                    c.post(
+                        srv.url + "/v1/recommend",
+                        json={"history": [{"item_id": "100"}], "max_reasoning_tokens": 300, "use_cache": False},
+                    )
+                )
                 await asyncio.sleep(0.5)
                 fast = await c.post(srv.url + "/v1/recommend", json=OK)
                 return await slow, fast
@@ -95,8 +109,11 @@ def test_429_when_the_admission_queue_is_full(tiny_bundle):
 def test_504_when_the_deadline_passes_and_the_generation_is_aborted(tiny_bundle):
     srv = make_server(tiny_bundle, request_timeout_s=0.5, max_reasoning_tokens=512).start()
     try:
-        r = httpx.post(srv.url + "/v1/recommend", timeout=60, json={
-            "history": [{"item_id": "100"}], "max_reasoning_tokens": 500, "use_cache": False})
+        r = httpx.post(
+            srv.url + "/v1/recommend",
+            timeout=60,
+            json={"history": [{"item_id": "100"}], "max_reasoning_tokens": 500, "use_cache": False},
+        )
         _shape(r, 504, "timeout")
         ready = httpx.get(srv.url + "/ready").json()
         assert ready["inflight"] == 0

@@ -18,9 +18,11 @@ from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
 from tests.helpers import sse_events
 
-HISTORY = [{"item_id": "100", "rating": 5, "timestamp": 1_600_000_000},
-           {"item_id": "101", "rating": 3, "timestamp": 1_600_003_600},
-           {"item_id": "102", "timestamp": 1_600_007_200}]
+HISTORY = [
+    {"item_id": "100", "rating": 5, "timestamp": 1_600_000_000},
+    {"item_id": "101", "rating": 3, "timestamp": 1_600_003_600},
+    {"item_id": "102", "timestamp": 1_600_007_200},
+]
 
 
 def post(server, body, path="/v1/recommend", **kw):
@@ -67,8 +69,12 @@ def test_reasoning_free_mode_and_candidates(server):
 
 
 def test_stream_deltas_join_to_the_final_reasoning(server):
-    with httpx.stream("POST", server.url + "/v1/recommend/stream", timeout=120,
-                      json={"history": HISTORY, "k": 3, "max_reasoning_tokens": 10, "use_cache": False}) as r:
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/recommend/stream",
+        timeout=120,
+        json={"history": HISTORY, "k": 3, "max_reasoning_tokens": 10, "use_cache": False},
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = sse_events(r.read().decode())
     deltas = [d["delta"] for e, d in events if e == "reasoning"]
@@ -103,8 +109,15 @@ def test_items_info_health_metrics(server):
     ready = httpx.get(server.url + "/ready").json()
     assert ready["status"] == "ready" and ready["cache"]["kind"] == "redis" and ready["cache"]["status"] == "ok"
     metrics = httpx.get(server.url + "/metrics").text
-    for name in ("r2ec_requests_total", "r2ec_request_seconds_bucket", "r2ec_stage_seconds_bucket",
-                 "r2ec_generated_tokens_total", "r2ec_cache_lookups_total", "r2ec_queue_depth", "r2ec_inflight_requests"):
+    for name in (
+        "r2ec_requests_total",
+        "r2ec_request_seconds_bucket",
+        "r2ec_stage_seconds_bucket",
+        "r2ec_generated_tokens_total",
+        "r2ec_cache_lookups_total",
+        "r2ec_queue_depth",
+        "r2ec_inflight_requests",
+    ):
         assert name in metrics
     assert 'stage="generation"' in metrics and 'stage="search"' in metrics
 
@@ -133,11 +146,23 @@ async def test_service_ranks_exactly_as_the_offline_evaluator(server, tiny_bundl
             for reasoning in (True, False):
                 for s in samples:
                     offline = await rank_of_target(rec, s, GenerationOptions(max_tokens=6), reasoning, k=20)
-                    ranked = rec.rank_rows((await rec.user_vector(s.history, s.now, GenerationOptions(max_tokens=6),
-                                                                  "x", reasoning)).vector, s.history, 20)
-                    body = {"history": [{"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp}
-                                        for e in s.history],
-                            "k": 20, "reasoning": reasoning, "max_reasoning_tokens": 6, "as_of": s.now, "use_cache": False}
+                    ranked = rec.rank_rows(
+                        (
+                            await rec.user_vector(s.history, s.now, GenerationOptions(max_tokens=6), "x", reasoning)
+                        ).vector,
+                        s.history,
+                        20,
+                    )
+                    body = {
+                        "history": [
+                            {"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in s.history
+                        ],
+                        "k": 20,
+                        "reasoning": reasoning,
+                        "max_reasoning_tokens": 6,
+                        "as_of": s.now,
+                        "use_cache": False,
+                    }
                     r = await client.post(server.url + "/v1/recommend", json=body)
                     got = [i["item_id"] for i in r.json()["items"]]
                     assert got == [b.catalog.items[int(x)].item_id for x in ranked.rows]
@@ -152,8 +177,10 @@ async def test_service_ranks_exactly_as_the_offline_evaluator(server, tiny_bundl
 def test_concurrent_requests_are_batched_and_all_succeed(server):
     async def main():
         async with httpx.AsyncClient(timeout=120) as client:
-            bodies = [{"history": HISTORY[: 1 + i % 3], "k": 2, "max_reasoning_tokens": 4 + i, "use_cache": False}
-                      for i in range(6)]
+            bodies = [
+                {"history": HISTORY[: 1 + i % 3], "k": 2, "max_reasoning_tokens": 4 + i, "use_cache": False}
+                for i in range(6)
+            ]
             return await asyncio.gather(*(client.post(server.url + "/v1/recommend", json=b) for b in bodies))
 
     started = time.perf_counter()

@@ -16,8 +16,14 @@ from tests.helpers import free_port
 
 def test_sigterm_drains_in_flight_requests(tiny_bundle, tmp_path):
     port = free_port()
-    env = {**os.environ, "R2EC_BUNDLE": str(tiny_bundle), "R2EC_PORT": str(port), "R2EC_THREADS": "2",
-           "R2EC_DRAIN_TIMEOUT_S": "60", "R2EC_MAX_REASONING_TOKENS": "512"}
+    env = {
+        **os.environ,
+        "R2EC_BUNDLE": str(tiny_bundle),
+        "R2EC_PORT": str(port),
+        "R2EC_THREADS": "2",
+        "R2EC_DRAIN_TIMEOUT_S": "60",
+        "R2EC_MAX_REASONING_TOKENS": "512",
+    }
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -33,8 +39,11 @@ def test_sigterm_drains_in_flight_requests(tiny_bundle, tmp_path):
         result: dict = {}
 
         def slow() -> None:
-            result["r"] = httpx.post(url + "/v1/recommend", timeout=120, json={
-                "history": [{"item_id": "100"}], "max_reasoning_tokens": 150, "use_cache": False})
+            result["r"] = httpx.post(
+                url + "/v1/recommend",
+                timeout=120,
+                json={"history": [{"item_id": "100"}], "max_reasoning_tokens": 150, "use_cache": False},
+            )
 
         t = threading.Thread(target=slow)
         t.start()

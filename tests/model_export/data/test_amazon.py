@@ -23,8 +23,15 @@ def _write(tmp_path, ratings, meta):
 
 
 def _meta(asin, title="Guitar Pick", price="9.99", **kw):
-    return {"parent_asin": asin, "title": title, "price": price, "average_rating": 4.5, "rating_number": 10,
-            "description": ["first para", "second para"], **kw}
+    return {
+        "parent_asin": asin,
+        "title": title,
+        "price": price,
+        "average_rating": 4.5,
+        "rating_number": 10,
+        "description": ["first para", "second para"],
+        **kw,
+    }
 
 
 def test_filters_window_and_splits(tmp_path):
@@ -33,12 +40,18 @@ def test_filters_window_and_splits(tmp_path):
     meta.append(_meta("NOPRICE", price=None))  # no parseable price: dropped
     meta.append(_meta("BADPRICE", price="from $5"))  # unparseable: dropped
     ratings = [
-        ["u1", "I0", 5, _ms(2022, 11, 1)], ["u1", "I1", 4, _ms(2023, 1, 1)], ["u1", "LONG", 3, _ms(2023, 2, 1)],
+        ["u1", "I0", 5, _ms(2022, 11, 1)],
+        ["u1", "I1", 4, _ms(2023, 1, 1)],
+        ["u1", "LONG", 3, _ms(2023, 2, 1)],
         ["u1", "I2", 5, _ms(2023, 3, 1)],
-        ["u2", "I1", 3, _ms(2022, 12, 1)], ["u2", "I3", 4, _ms(2023, 4, 1)], ["u2", "NOPRICE", 4, _ms(2023, 5, 1)],
-        ["u2", "I4", 2, _ms(2023, 6, 1)], ["u2", "BADPRICE", 1, _ms(2023, 6, 2)],
+        ["u2", "I1", 3, _ms(2022, 12, 1)],
+        ["u2", "I3", 4, _ms(2023, 4, 1)],
+        ["u2", "NOPRICE", 4, _ms(2023, 5, 1)],
+        ["u2", "I4", 2, _ms(2023, 6, 1)],
+        ["u2", "BADPRICE", 1, _ms(2023, 6, 2)],
         ["u3", "I5", 5, _ms(2022, 5, 1)],  # before the window
-        ["u3", "I0", 4, _ms(2023, 10, 31)], ["u3", "I2", 4, _ms(2023, 11, 2)],  # after the window
+        ["u3", "I0", 4, _ms(2023, 10, 31)],
+        ["u3", "I2", 4, _ms(2023, 11, 2)],  # after the window
     ]
     rp, mp = _write(tmp_path, ratings, meta)
     ds = preprocess(rp, mp, "Musical_Instruments", min_items=1)
@@ -61,8 +74,12 @@ def test_filters_window_and_splits(tmp_path):
 
 def test_window_backs_off_three_months_until_enough_items(tmp_path):
     meta = [_meta(f"I{i}") for i in range(4)]
-    ratings = [["u1", "I0", 5, _ms(2023, 1, 1)], ["u1", "I1", 5, _ms(2023, 2, 1)],
-               ["u2", "I2", 5, _ms(2022, 8, 15)], ["u2", "I3", 5, _ms(2022, 3, 1)]]
+    ratings = [
+        ["u1", "I0", 5, _ms(2023, 1, 1)],
+        ["u1", "I1", 5, _ms(2023, 2, 1)],
+        ["u2", "I2", 5, _ms(2022, 8, 15)],
+        ["u2", "I3", 5, _ms(2022, 3, 1)],
+    ]
     rp, mp = _write(tmp_path, ratings, meta)
     ds = preprocess(rp, mp, "Video_Games", min_items=3)
     assert ds.info["window"]["start"] == "2022-07"  # 2022-10 -> 2022-07 brings I2 in (3 items)

@@ -18,8 +18,10 @@ async def engine(tiny_model_dir, smollm_tokenizer, tiny_model):
 
 
 def _prompt(tok, text):
-    return tok(tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                       add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+    return tok(
+        tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True),
+        add_special_tokens=False,
+    )["input_ids"]
 
 
 async def test_greedy_matches_transformers_generate(engine, smollm_tokenizer, tiny_model):
@@ -27,7 +29,7 @@ async def test_greedy_matches_transformers_generate(engine, smollm_tokenizer, ti
     gen = await engine.generate(ids, GenerationOptions(max_tokens=12), "r1")
     with torch.no_grad():
         ref = tiny_model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=0)
-    ref_text = smollm_tokenizer.decode(ref[0, len(ids):], skip_special_tokens=True)
+    ref_text = smollm_tokenizer.decode(ref[0, len(ids) :], skip_special_tokens=True)
     assert gen.num_tokens == 12 and gen.finish_reason == "length"
     assert gen.text == ref_text.split("<answer>")[0]
 
@@ -35,8 +37,9 @@ async def test_greedy_matches_transformers_generate(engine, smollm_tokenizer, ti
 async def test_batched_requests_equal_single_requests(engine, smollm_tokenizer):
     prompts = [_prompt(smollm_tokenizer, t) for t in ("a", "a much longer prompt about films", "mid length one")]
     single = [await engine.generate(p, GenerationOptions(max_tokens=8), f"s{i}") for i, p in enumerate(prompts)]
-    batched = await asyncio.gather(*(engine.generate(p, GenerationOptions(max_tokens=8), f"b{i}")
-                                     for i, p in enumerate(prompts)))
+    batched = await asyncio.gather(
+        *(engine.generate(p, GenerationOptions(max_tokens=8), f"b{i}") for i, p in enumerate(prompts))
+    )
     assert [g.text for g in single] == [g.text for g in batched]
 
 
@@ -70,5 +73,7 @@ async def test_closing_the_stream_aborts_generation(engine, smollm_tokenizer):
         break
     await stream.aclose()
     # The worker notices between steps and frees the batch for the next request quickly.
-    gen = await asyncio.wait_for(engine.generate(_prompt(smollm_tokenizer, "next"), GenerationOptions(max_tokens=2), "n"), 30)
+    gen = await asyncio.wait_for(
+        engine.generate(_prompt(smollm_tokenizer, "next"), GenerationOptions(max_tokens=2), "n"), 30
+    )
     assert gen.num_tokens == 2

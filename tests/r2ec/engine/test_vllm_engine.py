@@ -34,8 +34,9 @@ def users(dataset_dir):
 
 
 async def _vectors(engine, bundle, users, options, reasoning=True):
-    rec = Recommender(engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau),
-                      bundle.tokenizer)
+    rec = Recommender(
+        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), bundle.tokenizer
+    )
     out = []
     for i, s in enumerate(users):
         uv = await rec.user_vector(s.history, s.now, options, f"u{i}", reasoning)
