@@ -1,0 +1,79 @@
+"""Every kustomize overlay renders and validates against the Kubernetes schemas, and keeps its promises."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = sorted(p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
+
+
+def render(overlay: str) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl (with kustomize) is not installed")
+    out = subprocess.run([kubectl, "kustomize", str(ROOT / "k8s" / "overlays" / overlay)], check=True,
+                         capture_output=True, text=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert found, f"no {kind} {name or ''}"
+    return found[0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_kubernetes_schemas(overlay, tmp_path):
+    docs = render(overlay)
+    path = tmp_path / f"{overlay}.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    validator = Path(sys.executable).parent / "kubernetes-validate"
+    result = subprocess.run([str(validator), "--strict", "-k", "1.32.0", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_promises(overlay):
+    docs = render(overlay)
+    dep = by_kind(docs, "Deployment", "r2ec")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["enableServiceLinks"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 300
+    config = by_kind(docs, "ConfigMap")
+    drain = float(config["data"]["R2EC_DRAIN_TIMEOUT_S"])
+    pre_stop = float(c["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] >= drain + pre_stop
+    shm = [v for v in pod["volumes"] if v["name"] == "dshm"][0]
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert any(m["mountPath"] == "/bundle" and m["readOnly"] for m in c["volumeMounts"])
+    if overlay.startswith("gpu"):
+        res = c["resources"]
+        assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == "1"
+        assert config["data"]["R2EC_BACKEND"] == "vllm"
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "r2ec_queue_depth"
+    netpol = by_kind(docs, "NetworkPolicy")
+    assert netpol["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "r2ec-redis"}
+    assert netpol["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "r2ec"}
+    redis = by_kind(docs, "Deployment", "r2ec-redis")["spec"]["template"]["spec"]["containers"][0]
+    assert "--maxmemory-policy" in redis["args"] and "--save" in redis["args"]
+    by_kind(docs, "PodDisruptionBudget")
+    by_kind(docs, "Secret")
+    if overlay == "gpu-bundle-image":
+        assert pod["initContainers"][0]["name"] == "bundle"
+        assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    else:
+        by_kind(docs, "PersistentVolumeClaim")
