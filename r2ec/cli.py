@@ -280,6 +280,86 @@ def baseline(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command("train")
+def train(
+    data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
+    out: Annotated[Path, typer.Option(help="Run directory: adapter/, checkpoint/, metrics.jsonl, summary.json.")],
+    bundle: Annotated[Path | None, typer.Option(help="Take the base model and templates from this bundle.")] = None,
+    base_model: Annotated[Path | None, typer.Option(help="Base model directory (with --domain).")] = None,
+    domain: Annotated[str | None, typer.Option(help="Prompt wording when --base-model is given.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
+    no_reasoning: Annotated[
+        bool, typer.Option("--no-reasoning", help="Recommendation loss only, on prompt + <answer>.")
+    ] = False,
+    reward: Annotated[
+        str, typer.Option(help="fused, discrete (NDCG only) or continuous (probability only).")
+    ] = "fused",
+    advantage: Annotated[str, typer.Option(help="grpo (group-normalised) or rloo.")] = "grpo",
+    group_size: Annotated[int, typer.Option(help="Trajectories per user.")] = 4,
+    batch_users: Annotated[int, typer.Option(help="Users per update.")] = 4,
+    max_steps: Annotated[int, typer.Option(help="Updates.")] = 200,
+    max_new_tokens: Annotated[int, typer.Option(help="Reasoning tokens per rollout.")] = 128,
+    temperature: Annotated[float, typer.Option(help="Rollout temperature.")] = 1.5,
+    top_k: Annotated[int, typer.Option(help="Rollout top-k.")] = 50,
+    beta: Annotated[float, typer.Option(help="Weight of the continuous reward.")] = 0.05,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-5,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 4,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 128,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 20,
+    eval_users: Annotated[int, typer.Option(help="Validation samples.")] = 100,
+    eval_max_new_tokens: Annotated[int, typer.Option(help="Greedy reasoning tokens at validation.")] = 64,
+    patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 3,
+    time_limit_s: Annotated[float, typer.Option(help="Stop (with a final validation) after this long.")] = 0.0,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 weights.")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """RecPO: learn to reason for recommendation without reasoning labels; writes a PEFT adapter for r2ec export."""
+    _setup_logging("warning")
+    _threads(None)
+    from r2ec.templates import PromptTemplates, domain_templates
+    from training.config import RecPOConfig
+    from training.recpo import RecPOTrainer
+
+    if bundle is not None:
+        from model_export.bundle import load_bundle
+
+        b = load_bundle(bundle)
+        model_dir, templates = b.model_dir, b.templates
+    elif base_model is not None and domain is not None:
+        model_dir, templates = base_model, domain_templates(domain)
+    else:
+        raise typer.BadParameter("give --bundle, or --base-model with --domain")
+    assert isinstance(templates, PromptTemplates)
+    cfg = RecPOConfig(
+        group_size=group_size,
+        batch_users=batch_users,
+        max_steps=max_steps,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        beta=beta,
+        lr=lr,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        eval_every=eval_every,
+        eval_users=eval_users,
+        eval_max_new_tokens=eval_max_new_tokens,
+        patience=patience,
+        time_limit_s=time_limit_s,
+        bf16=bf16,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+        no_reasoning=no_reasoning,
+        reward=reward,
+        advantage=advantage,  # type: ignore[arg-type]
+    )
+    trainer = RecPOTrainer(cfg, model_dir, data, out, templates, resume=resume)
+    summary = trainer.train()
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"export with: r2ec export --base-model {model_dir} --adapter {out / 'adapter'} --catalog {data} ...")
+
+
 @app.command(
     "serve",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},

@@ -74,3 +74,20 @@ class Ranker:
             all_logits[np.fromiter(excluded, dtype=np.int64)] = -np.inf
         log_z = _log_normalizer(all_logits)
         return Ranked(rows, cos, np.exp(cos / self.tau - log_z).astype(np.float32))
+
+
+def target_rank_and_probability(
+    cosines: np.ndarray, target: int, exclude: Sequence[int] = (), tau: float = TAU
+) -> tuple[int, float]:
+    """0-based rank of ``target`` among all non-excluded items and its softmax(cos / tau) probability.
+
+    Ties count against the target only for rows before it (the order ``Ranker.rank`` uses). Training rewards
+    are computed with this, over the whole catalog, history excluded.
+    """
+    logits = np.asarray(cosines, dtype=np.float64) / tau
+    if len(exclude):
+        logits = logits.copy()
+        logits[np.asarray(list(exclude), dtype=np.int64)] = -np.inf
+    t = logits[target]
+    rank = int(np.sum(logits > t)) + int(np.sum(logits[:target] == t))
+    return rank, float(np.exp(t - _log_normalizer(logits)))

@@ -71,14 +71,16 @@ def test_cpu_image_cmd_serves_ready(tiny_bundle, tmp_path):
     # the /bundle mount, the writable home volume, the venv location (/opt/venv there) and a free port.
     env = {k: v for k, v in os.environ.items() if not k.startswith("R2EC_")}
     env.update(env_image)
-    env.update({
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + env["PATH"].replace("/opt/venv/bin", ""),
-        "R2EC_BUNDLE": str(tiny_bundle),
-        "R2EC_HOME": str(tmp_path),
-        "HF_HOME": str(tmp_path / "hf"),
-        "R2EC_PORT": str(port),
-        "R2EC_THREADS": "2",
-    })
+    env.update(
+        {
+            "PATH": str(Path(sys.executable).parent) + os.pathsep + env["PATH"].replace("/opt/venv/bin", ""),
+            "R2EC_BUNDLE": str(tiny_bundle),
+            "R2EC_HOME": str(tmp_path),
+            "HF_HOME": str(tmp_path / "hf"),
+            "R2EC_PORT": str(port),
+            "R2EC_THREADS": "2",
+        }
+    )
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

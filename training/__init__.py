@@ -1,0 +1,1 @@
+"""RecPO: reinforcement learning of reasoning for recommendation, on the shared model core."""
