@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -351,8 +351,8 @@ def train(
         gradient_checkpointing=gradient_checkpointing,
         seed=seed,
         no_reasoning=no_reasoning,
-        reward=reward,
-        advantage=advantage,  # type: ignore[arg-type]
+        reward=cast(Any, reward),
+        advantage=cast(Any, advantage),
     )
     trainer = RecPOTrainer(cfg, model_dir, data, out, templates, resume=resume)
     summary = trainer.train()

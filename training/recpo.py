@@ -142,9 +142,9 @@ class RecPOTrainer:
         self.model.eval()
         messages = [user_prompt(s.history, self.catalog, s.now, self.templates) for s in samples]
         if cfg.no_reasoning:
-            return [[self._trajectory(s, m, "", True)] for s, m in zip(samples, messages, strict=True)]
+            return [[self._trajectory(smp, msg, "", True)] for smp, msg in zip(samples, messages, strict=True)]
         jobs = []
-        for ui, (s, m) in enumerate(zip(samples, messages, strict=True)):
+        for ui, m in enumerate(messages):
             prompt = self.renderer.generation_prompt_ids(m)
             for g in range(cfg.group_size):
                 options = GenerationOptions(

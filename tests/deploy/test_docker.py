@@ -93,7 +93,9 @@ def test_cpu_image_cmd_serves_ready(tiny_bundle, tmp_path):
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        assert status == 200, proc.stderr.read() if proc.poll() is not None else "not ready in time"
+        assert status == 200, (
+            (proc.stderr.read() if proc.stderr else "") if proc.poll() is not None else "not ready in time"
+        )
         probe = [part.replace(":8000/", f":{port}/") for part in health]
         probe[0] = sys.executable if probe[0] == "python" else probe[0]
         assert subprocess.run(probe, env=env, timeout=10).returncode == 0  # the HEALTHCHECK passes too

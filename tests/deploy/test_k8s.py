@@ -57,7 +57,7 @@ def test_overlay_promises(overlay):
     drain = float(config["data"]["R2EC_DRAIN_TIMEOUT_S"])
     pre_stop = float(c["lifecycle"]["preStop"]["exec"]["command"][1])
     assert pod["terminationGracePeriodSeconds"] >= drain + pre_stop
-    shm = [v for v in pod["volumes"] if v["name"] == "dshm"][0]
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"]["medium"] == "Memory"
     assert any(m["mountPath"] == "/bundle" and m["readOnly"] for m in c["volumeMounts"])
     if overlay.startswith("gpu"):

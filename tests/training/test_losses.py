@@ -58,6 +58,7 @@ def test_ppo_gradient_is_policy_gradient_at_ratio_one():
     logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     loss, _ = ppo_token_loss(logp, logp.detach(), torch.tensor([3.0]), torch.ones(1, 2))
     loss.backward()
+    assert logp.grad is not None
     assert torch.allclose(logp.grad, torch.tensor([[-1.5, -1.5]]))  # -A / n_tokens
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def data_dir(tmp_path_factory):
 
 
 def _cfg(**kw) -> RecPOConfig:
-    base = dict(
+    base: dict[str, Any] = dict(
         group_size=2,
         batch_users=8,
         max_steps=24,
