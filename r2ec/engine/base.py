@@ -30,6 +30,7 @@ class GenerationOptions:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0
     seed: int | None = None
+    fixed_length: bool = False  # benchmarks: generate exactly max_tokens, ignoring <answer> and EOS
 
     @property
     def greedy(self) -> bool:

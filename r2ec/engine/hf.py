@@ -338,7 +338,10 @@ class TransformersEngine(Engine):
         if len(safe) > row.emitted:
             row.job.emit(Delta(safe[row.emitted :]))
             row.emitted = len(safe)
-        if self.answer in text:
+        if row.job.options.fixed_length:
+            if len(row.generated) >= row.job.options.max_tokens:
+                row.done, row.reason = True, "length"
+        elif self.answer in text:
             row.done, row.reason = True, "answer"
         elif token in self._stop_ids:
             row.done, row.reason = True, "eos"

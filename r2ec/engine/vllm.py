@@ -147,8 +147,9 @@ class VLLMEngine(Engine):
             top_k=options.top_k if options.top_k > 0 else 0,
             top_p=options.top_p,
             seed=options.seed,
-            stop=[self.answer],
-            stop_token_ids=self._stop_ids,
+            stop=[] if options.fixed_length else [self.answer],
+            stop_token_ids=[] if options.fixed_length else self._stop_ids,
+            ignore_eos=options.fixed_length,
             skip_special_tokens=True,
         )
 

@@ -77,3 +77,8 @@ async def test_closing_the_stream_aborts_generation(engine, smollm_tokenizer):
         engine.generate(_prompt(smollm_tokenizer, "next"), GenerationOptions(max_tokens=2), "n"), 30
     )
     assert gen.num_tokens == 2
+
+
+async def test_fixed_length_generates_exactly_max_tokens(engine, smollm_tokenizer):
+    gen = await engine.generate(_prompt(smollm_tokenizer, "x"), GenerationOptions(max_tokens=7, fixed_length=True), "f")
+    assert gen.num_tokens == 7 and gen.finish_reason == "length"

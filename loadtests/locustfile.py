@@ -1,0 +1,143 @@
+"""Locust traffic for r2ec-serve, built from a real dataset's user histories.
+
+    locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 -u 8 -r 8 -t 60s \
+        --data ~/.cache/r2ec/data/ml-100k --csv results/locust --json
+
+Mix (weights, all configurable): reasoning requests (fresh histories, never cached), reasoning-free requests,
+cache-hit requests (a small fixed pool of histories asked again and again) and, optionally, streaming requests
+that report time-to-first-token as the custom request type ``SSE`` / name ``ttft``.
+Modes: ``--mode concurrency`` (closed loop: each user sends its next request when the last returns) or
+``--mode rate --rate R`` (open loop: Poisson arrivals at R requests/s spread over the users).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from locust import FastHttpUser, events, task
+from locust.env import Environment
+
+HISTORIES: list[list[dict[str, Any]]] = []
+HOT: list[list[dict[str, Any]]] = []
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--data", type=str, default=str(Path.home() / ".cache/r2ec/data/ml-100k"),
+                        help="Dataset directory whose user histories drive the traffic.")
+    parser.add_argument("--window", type=int, default=20, help="Events per history.")
+    parser.add_argument("--reasoning-tokens", type=int, default=64, help="max_reasoning_tokens per request.")
+    parser.add_argument("--w-reasoning", type=int, default=4, help="Weight of reasoning requests.")
+    parser.add_argument("--w-no-reasoning", type=int, default=2, help="Weight of reasoning-free requests.")
+    parser.add_argument("--w-cache-hit", type=int, default=2, help="Weight of repeated (cacheable) requests.")
+    parser.add_argument("--w-stream", type=int, default=0, help="Weight of streaming requests (TTFT metric).")
+    parser.add_argument("--hot-pool", type=int, default=8, help="Distinct histories behind cache-hit requests.")
+    parser.add_argument("--mode", choices=["concurrency", "rate"], default="concurrency")
+    parser.add_argument("--rate", type=float, default=1.0, help="Total requests/s in rate mode (Poisson).")
+    parser.add_argument("--api-key", type=str, default="", help="Bearer key for /v1.")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def load_histories(data_dir: Path, window: int, limit: int = 2000, seed: int = 0) -> list[list[dict[str, Any]]]:
+    """Real users' histories: for random (user, position) pairs, the ``window`` events before that position."""
+    import csv
+
+    by_user: dict[str, list[tuple[float, str, float]]] = {}
+    with (data_dir / "interactions.csv").open() as f:
+        for row in csv.DictReader(f):
+            by_user.setdefault(row["user_id"], []).append(
+                (float(row["timestamp"]), row["item_id"], float(row["rating"] or 5)))
+    rng = random.Random(seed)
+    users = sorted(by_user)
+    out = []
+    for _ in range(limit):
+        events_ = sorted(by_user[rng.choice(users)])
+        if len(events_) < 2:
+            continue
+        end = rng.randrange(1, len(events_))
+        out.append([{"item_id": i, "rating": r, "timestamp": t} for t, i, r in events_[max(0, end - window) : end]])
+    return out
+
+
+@events.init.add_listener
+def _setup(environment: Environment, **_: Any) -> None:
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    HISTORIES[:] = load_histories(Path(opts.data), opts.window, seed=opts.seed)
+    HOT[:] = HISTORIES[: opts.hot_pool]
+    R2ecUser.tasks = (
+        [R2ecUser.reasoning] * opts.w_reasoning
+        + [R2ecUser.no_reasoning] * opts.w_no_reasoning
+        + [R2ecUser.cache_hit] * opts.w_cache_hit
+        + [R2ecUser.stream] * opts.w_stream
+    )
+
+
+class R2ecUser(FastHttpUser):
+    network_timeout = 300.0
+    connection_timeout = 10.0
+
+    def wait_time(self) -> float:
+        opts = self.environment.parsed_options
+        if opts is None or opts.mode == "concurrency":
+            return 0.0
+        users = max(1, self.environment.runner.user_count if self.environment.runner else 1)
+        return random.expovariate(opts.rate / users)  # Poisson arrivals, rate split over users
+
+    def _headers(self) -> dict[str, str]:
+        opts = self.environment.parsed_options
+        return {"Authorization": f"Bearer {opts.api_key}"} if opts is not None and opts.api_key else {}
+
+    def _post(self, name: str, body: dict[str, Any]) -> None:
+        with self.client.post("/v1/recommend", json=body, name=name, headers=self._headers(),
+                              catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {r.text[:200]}")
+
+    def _tokens(self) -> int:
+        opts = self.environment.parsed_options
+        return int(opts.reasoning_tokens) if opts is not None else 64
+
+    @task
+    def reasoning(self) -> None:
+        self._post("reasoning", {"history": random.choice(HISTORIES), "k": 10,
+                                 "max_reasoning_tokens": self._tokens(), "use_cache": False})
+
+    @task
+    def no_reasoning(self) -> None:
+        self._post("no_reasoning", {"history": random.choice(HISTORIES), "k": 10, "reasoning": False,
+                                    "use_cache": False})
+
+    @task
+    def cache_hit(self) -> None:
+        self._post("cache_hit", {"history": random.choice(HOT), "k": 10, "max_reasoning_tokens": self._tokens()})
+
+    @task
+    def stream(self) -> None:
+        body = {"history": random.choice(HISTORIES), "k": 10, "max_reasoning_tokens": self._tokens(),
+                "use_cache": False}
+        started = time.perf_counter()
+        first = None
+        ok = False
+        with self.client.post("/v1/recommend/stream", json=body, name="stream", headers=self._headers(),
+                              stream=True, catch_response=True) as r:
+            for line in r.iter_lines():
+                text = line.decode() if isinstance(line, bytes) else line
+                if first is None and text.startswith("event: reasoning"):
+                    first = time.perf_counter()
+                if text.startswith("data: [DONE]"):
+                    ok = True
+            if not ok:
+                r.failure("stream ended without [DONE]")
+        if first is not None:
+            events.request.fire(request_type="SSE", name="ttft", response_time=(first - started) * 1000,
+                                response_length=0, exception=None, context={})
+
+
+if __name__ == "__main__":
+    print(json.dumps({"histories": len(load_histories(Path.home() / ".cache/r2ec/data/ml-100k", 20, 10))}))
