@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -35,7 +35,7 @@ from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.base import Engine, GenerationOptions
 from r2ec.engine.factory import EngineSettings, build_engine
-from r2ec.index import IndexSpec, build_index, recall_at
+from r2ec.index import IndexKind, IndexSpec, build_index, recall_at
 from r2ec.prompts import user_prompt
 from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
@@ -75,8 +75,13 @@ def dist(samples: Sequence[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return float(np.percentile(xs, p))
 
-    return {"n": len(xs), "p50_ms": q(50) * 1000, "p95_ms": q(95) * 1000, "p99_ms": q(99) * 1000,
-            "mean_ms": statistics.fmean(xs) * 1000}
+    return {
+        "n": len(xs),
+        "p50_ms": q(50) * 1000,
+        "p95_ms": q(95) * 1000,
+        "p99_ms": q(99) * 1000,
+        "mean_ms": statistics.fmean(xs) * 1000,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -93,8 +98,9 @@ def machine() -> dict[str, Any]:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     try:
@@ -103,8 +109,16 @@ def machine() -> dict[str, Any]:
         vllm_version = vllm.__version__
     except ImportError:
         vllm_version = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1), "gpu": gpu,
-            "python": platform.python_version(), "torch": torch.__version__, "vllm": vllm_version, "commit": commit}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "vllm": vllm_version,
+        "commit": commit,
+    }
 
 
 def histories(data: Path, n: int) -> list[Any]:
@@ -120,12 +134,19 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     from r2ec.encoder import forward_pooled, pad_id_of
     from r2ec.engine.hf import load_causal_lm
 
-    engine = build_engine(bundle.model_dir, bundle.tokenizer, EngineSettings(backend=cfg.capture_backend,  # type: ignore[arg-type]
-                                                                               max_model_len=4096),
-                          bundle.templates.answer)
+    engine = build_engine(
+        bundle.model_dir,
+        bundle.tokenizer,
+        EngineSettings(
+            backend=cfg.capture_backend,  # type: ignore[arg-type]
+            max_model_len=4096,
+        ),
+        bundle.templates.answer,
+    )
     await engine.start()
-    rec = Recommender(engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau),
-                      bundle.tokenizer)
+    rec = Recommender(
+        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), bundle.tokenizer
+    )
     hf = load_causal_lm(bundle.model_dir)
     pad = pad_id_of(bundle.tokenizer)
     options = GenerationOptions(max_tokens=cfg.tokens, fixed_length=True)
@@ -136,7 +157,7 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         for i, s in enumerate(samples):
             message = user_prompt(s.history, bundle.catalog, s.now, bundle.templates)
             prompt = rec.renderer.generation_prompt_ids(message)
-            for order in ((0, 1) if i % 2 == 0 else (1, 0)):
+            for order in (0, 1) if i % 2 == 0 else (1, 0):
                 if order == 0:
                     t = time.perf_counter()
                     await engine.generate(prompt, options, f"g{i}")
@@ -156,11 +177,17 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     finally:
         await engine.close()
     g, c, a = dist(gen_only), dist(gen_capture), dist(authors)
-    return {"backend": cfg.capture_backend, "tokens": cfg.tokens, "prompts": len(gen_only),
-            "capture_mode": engine.stats().get("capture", "transformers-encode"),
-            "generation_only": g, "generation_plus_capture": c, "authors_generation_plus_hf_forward": a,
-            "ratio_capture_vs_generation": c["p50_ms"] / g["p50_ms"],
-            "ratio_authors_vs_generation": a["p50_ms"] / g["p50_ms"]}
+    return {
+        "backend": cfg.capture_backend,
+        "tokens": cfg.tokens,
+        "prompts": len(gen_only),
+        "capture_mode": engine.stats().get("capture", "transformers-encode"),
+        "generation_only": g,
+        "generation_plus_capture": c,
+        "authors_generation_plus_hf_forward": a,
+        "ratio_capture_vs_generation": c["p50_ms"] / g["p50_ms"],
+        "ratio_authors_vs_generation": a["p50_ms"] / g["p50_ms"],
+    }
 
 
 # -- a server subprocess ---------------------------------------------------------------------------------------
@@ -172,16 +199,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(bundle: Path, backend: str, extra: dict[str, str] | None = None,
-                 threads: int | None = None) -> tuple[subprocess.Popen[bytes], str, Path]:
+def start_server(
+    bundle: Path, backend: str, extra: dict[str, str] | None = None, threads: int | None = None
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="r2ec-bench-", suffix=".log")[1])
-    env = {**os.environ, "R2EC_BUNDLE": str(bundle), "R2EC_PORT": str(port), "R2EC_BACKEND": backend,
-           "R2EC_LOG_LEVEL": "warning", "R2EC_MAX_QUEUE": "512", "OMP_WAIT_POLICY": "PASSIVE", **(extra or {})}
+    env = {
+        **os.environ,
+        "R2EC_BUNDLE": str(bundle),
+        "R2EC_PORT": str(port),
+        "R2EC_BACKEND": backend,
+        "R2EC_LOG_LEVEL": "warning",
+        "R2EC_MAX_QUEUE": "512",
+        "OMP_WAIT_POLICY": "PASSIVE",
+        **(extra or {}),
+    }
     if threads:
         env["R2EC_THREADS"] = str(threads)
-    proc = subprocess.Popen([sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -210,23 +247,31 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 # -- scenario 2 ------------------------------------------------------------------------------------------------
 async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
-    backend = "transformers"
+    backend: Literal["transformers", "vllm"] = "transformers"
     proc, url, _ = start_server(cfg.bundle, backend, threads=cfg.threads)
-    engine: Engine = build_engine(bundle.model_dir, bundle.tokenizer, EngineSettings(backend=backend),
-                                  bundle.templates.answer)
+    engine: Engine = build_engine(
+        bundle.model_dir, bundle.tokenizer, EngineSettings(backend=backend), bundle.templates.answer
+    )
     await engine.start()
-    rec = Recommender(engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau),
-                      bundle.tokenizer)
+    rec = Recommender(
+        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), bundle.tokenizer
+    )
     options = GenerationOptions(max_tokens=cfg.tokens)
     direct, http = [], []
     try:
         samples = histories(cfg.data, cfg.overhead_requests)
         async with httpx.AsyncClient(timeout=600) as client:
             for i, s in enumerate(samples):
-                body = {"history": [{"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp}
-                                    for e in s.history],
-                        "k": 10, "max_reasoning_tokens": cfg.tokens, "as_of": s.now, "use_cache": False}
-                for order in ((0, 1) if i % 2 == 0 else (1, 0)):
+                body = {
+                    "history": [
+                        {"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in s.history
+                    ],
+                    "k": 10,
+                    "max_reasoning_tokens": cfg.tokens,
+                    "as_of": s.now,
+                    "use_cache": False,
+                }
+                for order in (0, 1) if i % 2 == 0 else (1, 0):
                     t = time.perf_counter()
                     if order == 0:
                         uv = await rec.user_vector(s.history, s.now, options, f"d{i}")
@@ -241,19 +286,48 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         await engine.close()
         stop_server(proc)
     d, h = dist(direct), dist(http)
-    return {"backend": backend, "tokens": cfg.tokens, "in_process": d, "http": h,
-            "ratio_http_vs_in_process": h["p50_ms"] / d["p50_ms"]}
+    return {
+        "backend": backend,
+        "tokens": cfg.tokens,
+        "in_process": d,
+        "http": h,
+        "ratio_http_vs_in_process": h["p50_ms"] / d["p50_ms"],
+    }
 
 
 # -- scenarios 3 and 4: locust ------------------------------------------------------------------------------------
-def locust(url: str, data: Path, users: int, seconds: int, weights: dict[str, int], tokens: int,
-           out_prefix: Path) -> dict[str, Any]:
+def locust(
+    url: str, data: Path, users: int, seconds: int, weights: dict[str, int], tokens: int, out_prefix: Path
+) -> dict[str, Any]:
     from loadtests.stats import summary_from_csv
 
-    args = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
-            "--host", url, "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "120",
-            "--csv", str(out_prefix), "--only-summary", "--data", str(data), "--reasoning-tokens", str(tokens),
-            "--loglevel", "WARNING"]
+    args = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "loadtests" / "locustfile.py"),
+        "--headless",
+        "--host",
+        url,
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--stop-timeout",
+        "120",
+        "--csv",
+        str(out_prefix),
+        "--only-summary",
+        "--data",
+        str(data),
+        "--reasoning-tokens",
+        str(tokens),
+        "--loglevel",
+        "WARNING",
+    ]
     for name in ("reasoning", "no-reasoning", "cache-hit", "stream"):
         args += [f"--w-{name}", str(weights.get(name, 0))]
     subprocess.run(args, check=False, capture_output=True, timeout=seconds + 300)
@@ -261,21 +335,33 @@ def locust(url: str, data: Path, users: int, seconds: int, weights: dict[str, in
 
 
 def scenario_scaling(cfg: BenchConfig, work: Path) -> dict[str, Any]:
-    proc, url, _ = start_server(cfg.bundle, cfg.scaling_backend,
-                                extra={"R2EC_MAX_BATCH": str(max(cfg.concurrency))}, threads=cfg.threads)
+    """One table per backend in ``cfg.scaling_backend`` (comma-separated)."""
+    return {"backends": {b: scaling_one(cfg, work, b) for b in cfg.scaling_backend.split(",")}}
+
+
+def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
+    proc, url, _ = start_server(
+        cfg.bundle, backend, extra={"R2EC_MAX_BATCH": str(max(cfg.concurrency))}, threads=cfg.threads
+    )
     rows = {}
     try:
         for c in cfg.concurrency:
-            stats = locust(url, cfg.data, c, cfg.scaling_seconds, {"reasoning": 1}, cfg.tokens, work / f"scale{c}")
+            stats = locust(
+                url, cfg.data, c, cfg.scaling_seconds, {"reasoning": 1}, cfg.tokens, work / f"scale-{backend}-{c}"
+            )
             rows[str(c)] = stats.get("reasoning", {}) | {"aggregate_rps": stats.get("Aggregated", {}).get("rps", 0)}
-            cfg.progress(f"  scaling: {c} clients -> {rows[str(c)].get('rps', 0):.3f} req/s")
+            cfg.progress(f"  scaling ({backend}): {c} clients -> {rows[str(c)].get('rps', 0):.3f} req/s")
     finally:
         stop_server(proc)
     base = rows[str(cfg.concurrency[0])].get("rps") or float("nan")
     for row in rows.values():
         row["speedup_vs_1"] = (row.get("rps") or 0) / base
-    return {"backend": cfg.scaling_backend, "tokens": cfg.tokens, "seconds_per_level": cfg.scaling_seconds,
-            "levels": rows}
+    return {
+        "backend": backend,
+        "tokens": cfg.tokens,
+        "seconds_per_level": cfg.scaling_seconds,
+        "levels": rows,
+    }
 
 
 def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
@@ -289,8 +375,12 @@ def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
         cfg.progress("  hot: reasoning-free done")
     finally:
         stop_server(proc)
-    return {"users": cfg.hot_users, "seconds": cfg.hot_seconds, "cache_hit": hit.get("cache_hit", {}),
-            "reasoning_free": free.get("no_reasoning", {})}
+    return {
+        "users": cfg.hot_users,
+        "seconds": cfg.hot_seconds,
+        "cache_hit": hit.get("cache_hit", {}),
+        "reasoning_free": free.get("no_reasoning", {}),
+    }
 
 
 # -- scenario 5 ------------------------------------------------------------------------------------------------
@@ -304,16 +394,17 @@ def clustered_vectors(n: int, dim: int, rng: np.random.Generator, centers: int =
 
 def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in cfg.catalog_sizes:
         vectors = clustered_vectors(n, cfg.catalog_dim, rng)
         queries = clustered_vectors(200, cfg.catalog_dim, rng)
-        for kind in ("flat", "ivf", "hnsw"):
+        kinds: tuple[IndexKind, ...] = ("flat", "ivf", "hnsw")
+        for kind in kinds:
             if kind == "hnsw" and n > cfg.hnsw_max:
                 rows.append({"items": n, "index": kind, "skipped": f"build time on this machine (> {cfg.hnsw_max})"})
                 continue
             t = time.perf_counter()
-            index = build_index(vectors, IndexSpec(kind=kind))  # type: ignore[arg-type]
+            index = build_index(vectors, IndexSpec(kind=kind))
             build_s = time.perf_counter() - t
             times = []
             for q in queries:
@@ -321,9 +412,12 @@ def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
                 index.search(q[None], 10)
                 times.append(time.perf_counter() - t)
             recall = 1.0 if kind == "flat" else recall_at(index, vectors, queries, 10)
-            rows.append({"items": n, "index": kind, "build_s": round(build_s, 2), "search": dist(times),
-                         "recall_at_10": recall})
-            cfg.progress(f"  catalog: {n} items, {kind}: p50 {rows[-1]['search']['p50_ms']:.3f} ms, recall {recall:.3f}")
+            rows.append(
+                {"items": n, "index": kind, "build_s": round(build_s, 2), "search": dist(times), "recall_at_10": recall}
+            )
+            cfg.progress(
+                f"  catalog: {n} items, {kind}: p50 {rows[-1]['search']['p50_ms']:.3f} ms, recall {recall:.3f}"
+            )
         del vectors
     return {"dim": cfg.catalog_dim, "queries": 200, "batch": 1, "rows": rows}
 
@@ -336,78 +430,125 @@ def _ms(d: dict[str, Any], key: str = "p50_ms") -> str:
 
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
-    lines = ["# Benchmarks", "", f"Measured {result['started']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB"
-             f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}); commit `{m['commit']}`, torch {m['torch']}, "
-             f"vLLM {m['vllm']}.", "", "Command:", "", "```", result["command"], "```", "",
-             "All figures come from one run; compared paths were interleaved request by request. Latencies in ms.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {result['started']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB"
+        f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}); commit `{m['commit']}`, torch {m['torch']}, "
+        f"vLLM {m['vllm']}.",
+        "",
+        "Command:",
+        "",
+        "```",
+        result["command"],
+        "```",
+        "",
+        "All figures come from one run; compared paths were interleaved request by request. Latencies in ms.",
+        "",
+    ]
     s = result["scenarios"]
     if "capture" in s:
         c = s["capture"]
-        lines += ["## 1. Hidden-state capture cost", "",
-                  f"{c['backend']} backend, {c['prompts']} prompts from real histories, exactly {c['tokens']} generated "
-                  f"tokens (fixed length), batch size 1, capture: `{c['capture_mode']}`.", "",
-                  "| path | p50 | p95 | p99 | ratio to generation (p50) |", "|---|---|---|---|---|",
-                  f"| generation only | {_ms(c['generation_only'])} | {_ms(c['generation_only'], 'p95_ms')} | "
-                  f"{_ms(c['generation_only'], 'p99_ms')} | 1.00 |",
-                  f"| generation + capture (`{c['capture_mode']}`) | {_ms(c['generation_plus_capture'])} | "
-                  f"{_ms(c['generation_plus_capture'], 'p95_ms')} | {_ms(c['generation_plus_capture'], 'p99_ms')} | "
-                  f"**{c['ratio_capture_vs_generation']:.3f}** |",
-                  f"| authors' way: generation + full transformers forward | "
-                  f"{_ms(c['authors_generation_plus_hf_forward'])} | "
-                  f"{_ms(c['authors_generation_plus_hf_forward'], 'p95_ms')} | "
-                  f"{_ms(c['authors_generation_plus_hf_forward'], 'p99_ms')} | {c['ratio_authors_vs_generation']:.3f} |", ""]
+        lines += [
+            "## 1. Hidden-state capture cost",
+            "",
+            f"{c['backend']} backend, {c['prompts']} prompts from real histories, exactly {c['tokens']} generated "
+            f"tokens (fixed length), batch size 1, capture: `{c['capture_mode']}`.",
+            "",
+            "| path | p50 | p95 | p99 | ratio to generation (p50) |",
+            "|---|---|---|---|---|",
+            f"| generation only | {_ms(c['generation_only'])} | {_ms(c['generation_only'], 'p95_ms')} | "
+            f"{_ms(c['generation_only'], 'p99_ms')} | 1.00 |",
+            f"| generation + capture (`{c['capture_mode']}`) | {_ms(c['generation_plus_capture'])} | "
+            f"{_ms(c['generation_plus_capture'], 'p95_ms')} | {_ms(c['generation_plus_capture'], 'p99_ms')} | "
+            f"**{c['ratio_capture_vs_generation']:.3f}** |",
+            f"| authors' way: generation + full transformers forward | "
+            f"{_ms(c['authors_generation_plus_hf_forward'])} | "
+            f"{_ms(c['authors_generation_plus_hf_forward'], 'p95_ms')} | "
+            f"{_ms(c['authors_generation_plus_hf_forward'], 'p99_ms')} | {c['ratio_authors_vs_generation']:.3f} |",
+            "",
+        ]
     if "overhead" in s:
         o = s["overhead"]
-        lines += ["## 2. Service overhead", "",
-                  f"{o['backend']} backend, concurrency 1, reasoning on ({o['tokens']} tokens max, greedy), no cache.", "",
-                  "| path | p50 | p95 | p99 |", "|---|---|---|---|",
-                  f"| engine API in-process | {_ms(o['in_process'])} | {_ms(o['in_process'], 'p95_ms')} | "
-                  f"{_ms(o['in_process'], 'p99_ms')} |",
-                  f"| HTTP /v1/recommend | {_ms(o['http'])} | {_ms(o['http'], 'p95_ms')} | {_ms(o['http'], 'p99_ms')} |",
-                  "", f"Ratio HTTP / in-process (p50): **{o['ratio_http_vs_in_process']:.3f}**.", ""]
+        lines += [
+            "## 2. Service overhead",
+            "",
+            f"{o['backend']} backend, concurrency 1, reasoning on ({o['tokens']} tokens max, greedy), no cache.",
+            "",
+            "| path | p50 | p95 | p99 |",
+            "|---|---|---|---|",
+            f"| engine API in-process | {_ms(o['in_process'])} | {_ms(o['in_process'], 'p95_ms')} | "
+            f"{_ms(o['in_process'], 'p99_ms')} |",
+            f"| HTTP /v1/recommend | {_ms(o['http'])} | {_ms(o['http'], 'p95_ms')} | {_ms(o['http'], 'p99_ms')} |",
+            "",
+            f"Ratio HTTP / in-process (p50): **{o['ratio_http_vs_in_process']:.3f}**.",
+            "",
+        ]
     if "scaling" in s:
-        sc = s["scaling"]
-        lines += ["## 3. Concurrency scaling", "",
-                  f"{sc['backend']} backend, reasoning on ({sc['tokens']} tokens max), locust closed loop, "
-                  f"{sc['seconds_per_level']} s per level.", "",
-                  "| clients | requests | failures | req/s | speed-up vs 1 | p50 | p95 | p99 |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for c, row in sc["levels"].items():
-            lines.append(f"| {c} | {row.get('requests', 0):.0f} | {row.get('failures', 0):.0f} | {row.get('rps', 0):.3f} | "
-                         f"{row.get('speedup_vs_1', 0):.2f}x | {_ms(row)} | {_ms(row, 'p95_ms')} | {_ms(row, 'p99_ms')} |")
-        lines.append("")
+        lines += ["## 3. Concurrency scaling", ""]
+        for backend, sc in s["scaling"]["backends"].items():
+            lines += [
+                f"{backend} backend, reasoning on ({sc['tokens']} tokens max), locust closed loop, "
+                f"{sc['seconds_per_level']} s per level.",
+                "",
+                "| clients | requests | failures | req/s | speed-up vs 1 | p50 | p95 | p99 |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for c, row in sc["levels"].items():
+                lines.append(
+                    f"| {c} | {row.get('requests', 0):.0f} | {row.get('failures', 0):.0f} | {row.get('rps', 0):.3f} | "
+                    f"{row.get('speedup_vs_1', 0):.2f}x | {_ms(row)} | {_ms(row, 'p95_ms')} | {_ms(row, 'p99_ms')} |"
+                )
+            lines.append("")
     if "hot" in s:
         h = s["hot"]
-        lines += ["## 4. Cache-hit and reasoning-free paths", "",
-                  f"{h['users']} concurrent clients, {h['seconds']} s each, transformers backend, Redis off (in-process cache).",
-                  "", "| path | requests | failures | req/s | p50 | p95 | p99 |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## 4. Cache-hit and reasoning-free paths",
+            "",
+            f"{h['users']} concurrent clients, {h['seconds']} s each, transformers backend, "
+            "in-process cache (no Redis).",
+            "",
+            "| path | requests | failures | req/s | p50 | p95 | p99 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name in ("cache_hit", "reasoning_free"):
             row = h[name]
-            lines.append(f"| {name.replace('_', '-')} | {row.get('requests', 0):.0f} | {row.get('failures', 0):.0f} | "
-                         f"{row.get('rps', 0):.2f} | {_ms(row)} | {_ms(row, 'p95_ms')} | {_ms(row, 'p99_ms')} |")
+            lines.append(
+                f"| {name.replace('_', '-')} | {row.get('requests', 0):.0f} | {row.get('failures', 0):.0f} | "
+                f"{row.get('rps', 0):.2f} | {_ms(row)} | {_ms(row, 'p95_ms')} | {_ms(row, 'p99_ms')} |"
+            )
         lines.append("")
     if "catalog" in s:
         cat = s["catalog"]
-        lines += ["## 5. Catalog scale", "",
-                  f"Synthetic clustered unit vectors, dim {cat['dim']}, {cat['queries']} single queries, top-10.", "",
-                  "| items | index | build s | search p50 | p99 | recall@10 vs exact |", "|---|---|---|---|---|---|"]
+        lines += [
+            "## 5. Catalog scale",
+            "",
+            f"Synthetic clustered unit vectors, dim {cat['dim']}, {cat['queries']} single queries, top-10.",
+            "",
+            "| items | index | build s | search p50 | p99 | recall@10 vs exact |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in cat["rows"]:
             if "skipped" in row:
                 lines.append(f"| {row['items']:,} | {row['index']} | - | - | - | skipped: {row['skipped']} |")
             else:
-                lines.append(f"| {row['items']:,} | {row['index']} | {row['build_s']} | {row['search']['p50_ms']:.3f} | "
-                             f"{row['search']['p99_ms']:.3f} | {row['recall_at_10']:.3f} |")
+                lines.append(
+                    f"| {row['items']:,} | {row['index']} | {row['build_s']} | {row['search']['p50_ms']:.3f} | "
+                    f"{row['search']['p99_ms']:.3f} | {row['recall_at_10']:.3f} |"
+                )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     bundle = load_bundle(cfg.bundle)
-    result: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                              "machine": machine(), "command": cfg.command,
-                              "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                                         if k != "progress"},
-                              "scenarios": {}}
+    result: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": machine(),
+        "command": cfg.command,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "progress"},
+        "scenarios": {},
+    }
     work = Path(tempfile.mkdtemp(prefix="r2ec-bench-"))
     steps = {
         "capture": lambda: scenario_capture(cfg, bundle),

@@ -27,8 +27,12 @@ HOT: list[list[dict[str, Any]]] = []
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--data", type=str, default=str(Path.home() / ".cache/r2ec/data/ml-100k"),
-                        help="Dataset directory whose user histories drive the traffic.")
+    parser.add_argument(
+        "--data",
+        type=str,
+        default=str(Path.home() / ".cache/r2ec/data/ml-100k"),
+        help="Dataset directory whose user histories drive the traffic.",
+    )
     parser.add_argument("--window", type=int, default=20, help="Events per history.")
     parser.add_argument("--reasoning-tokens", type=int, default=64, help="max_reasoning_tokens per request.")
     parser.add_argument("--w-reasoning", type=int, default=4, help="Weight of reasoning requests.")
@@ -50,7 +54,8 @@ def load_histories(data_dir: Path, window: int, limit: int = 2000, seed: int = 0
     with (data_dir / "interactions.csv").open() as f:
         for row in csv.DictReader(f):
             by_user.setdefault(row["user_id"], []).append(
-                (float(row["timestamp"]), row["item_id"], float(row["rating"] or 5)))
+                (float(row["timestamp"]), row["item_id"], float(row["rating"] or 5))
+            )
     rng = random.Random(seed)
     users = sorted(by_user)
     out = []
@@ -70,12 +75,13 @@ def _setup(environment: Environment, **_: Any) -> None:
         return
     HISTORIES[:] = load_histories(Path(opts.data), opts.window, seed=opts.seed)
     HOT[:] = HISTORIES[: opts.hot_pool]
-    R2ecUser.tasks = (
+    weighted: list[Any] = (
         [R2ecUser.reasoning] * opts.w_reasoning
         + [R2ecUser.no_reasoning] * opts.w_no_reasoning
         + [R2ecUser.cache_hit] * opts.w_cache_hit
         + [R2ecUser.stream] * opts.w_stream
     )
+    R2ecUser.tasks = weighted
 
 
 class R2ecUser(FastHttpUser):
@@ -94,8 +100,7 @@ class R2ecUser(FastHttpUser):
         return {"Authorization": f"Bearer {opts.api_key}"} if opts is not None and opts.api_key else {}
 
     def _post(self, name: str, body: dict[str, Any]) -> None:
-        with self.client.post("/v1/recommend", json=body, name=name, headers=self._headers(),
-                              catch_response=True) as r:
+        with self.client.post("/v1/recommend", json=body, name=name, headers=self._headers(), catch_response=True) as r:
             if r.status_code != 200:
                 r.failure(f"{r.status_code}: {r.text[:200]}")
 
@@ -105,13 +110,16 @@ class R2ecUser(FastHttpUser):
 
     @task
     def reasoning(self) -> None:
-        self._post("reasoning", {"history": random.choice(HISTORIES), "k": 10,
-                                 "max_reasoning_tokens": self._tokens(), "use_cache": False})
+        self._post(
+            "reasoning",
+            {"history": random.choice(HISTORIES), "k": 10, "max_reasoning_tokens": self._tokens(), "use_cache": False},
+        )
 
     @task
     def no_reasoning(self) -> None:
-        self._post("no_reasoning", {"history": random.choice(HISTORIES), "k": 10, "reasoning": False,
-                                    "use_cache": False})
+        self._post(
+            "no_reasoning", {"history": random.choice(HISTORIES), "k": 10, "reasoning": False, "use_cache": False}
+        )
 
     @task
     def cache_hit(self) -> None:
@@ -119,13 +127,18 @@ class R2ecUser(FastHttpUser):
 
     @task
     def stream(self) -> None:
-        body = {"history": random.choice(HISTORIES), "k": 10, "max_reasoning_tokens": self._tokens(),
-                "use_cache": False}
+        body = {
+            "history": random.choice(HISTORIES),
+            "k": 10,
+            "max_reasoning_tokens": self._tokens(),
+            "use_cache": False,
+        }
         started = time.perf_counter()
         first = None
         ok = False
-        with self.client.post("/v1/recommend/stream", json=body, name="stream", headers=self._headers(),
-                              stream=True, catch_response=True) as r:
+        with self.client.post(
+            "/v1/recommend/stream", json=body, name="stream", headers=self._headers(), stream=True, catch_response=True
+        ) as r:
             for line in r.iter_lines():
                 text = line.decode() if isinstance(line, bytes) else line
                 if first is None and text.startswith("event: reasoning"):
@@ -135,8 +148,14 @@ class R2ecUser(FastHttpUser):
             if not ok:
                 r.failure("stream ended without [DONE]")
         if first is not None:
-            events.request.fire(request_type="SSE", name="ttft", response_time=(first - started) * 1000,
-                                response_length=0, exception=None, context={})
+            events.request.fire(
+                request_type="SSE",
+                name="ttft",
+                response_time=(first - started) * 1000,
+                response_length=0,
+                exception=None,
+                context={},
+            )
 
 
 if __name__ == "__main__":

@@ -283,7 +283,9 @@ def baseline(
 @app.command("bench")
 def bench(
     bundle: Annotated[Path | None, typer.Option(help="Bundle (default: the demo bundle).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Dataset for real histories (default: the demo's MovieLens).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset for real histories (default: the demo's MovieLens).")
+    ] = None,
     scenarios: Annotated[str, typer.Option(help="Comma list of capture,overhead,scaling,hot,catalog.")] = (
         "capture,overhead,scaling,hot,catalog"
     ),
@@ -293,12 +295,18 @@ def bench(
     concurrency: Annotated[str, typer.Option(help="Client counts for the scaling scenario.")] = "1,4,8,16",
     scaling_seconds: Annotated[int, typer.Option(help="Seconds per concurrency level.")] = 60,
     hot_seconds: Annotated[int, typer.Option(help="Seconds per hot-path run.")] = 30,
-    catalog_sizes: Annotated[str, typer.Option(help="Catalog sizes for the FAISS scenario.")] = "1000,10000,100000,1000000",
+    catalog_sizes: Annotated[
+        str, typer.Option(help="Catalog sizes for the FAISS scenario.")
+    ] = "1000,10000,100000,1000000",
     capture_backend: Annotated[str, typer.Option(help="Backend of the capture scenario.")] = "vllm",
-    scaling_backend: Annotated[str, typer.Option(help="Backend of the scaling scenario.")] = "vllm",
+    scaling_backend: Annotated[str, typer.Option(help="Backends of the scaling scenario (comma list).")] = (
+        "vllm,transformers"
+    ),
     out: Annotated[Path, typer.Option(help="JSON results.")] = Path("results/bench.json"),
     docs: Annotated[Path | None, typer.Option(help="Markdown report (empty to skip).")] = Path("docs/benchmarks.md"),
-    smoke: Annotated[bool, typer.Option(help="Seconds-long run of every scenario (CI): tiny sizes, transformers.")] = False,
+    smoke: Annotated[
+        bool, typer.Option(help="Seconds-long run of every scenario (CI): tiny sizes, transformers.")
+    ] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
 ) -> None:
     """Side-by-side latency/throughput benchmark: capture cost, service overhead, scaling, hot paths, catalog scale."""
@@ -316,11 +324,21 @@ def bench(
         ensure_movielens(DEFAULT_DATA)
         data = DEFAULT_DATA
     cfg = BenchConfig(
-        bundle=bundle, data=data, out=out, docs=docs, scenarios=tuple(scenarios.split(",")), tokens=tokens,
-        prompts=prompts, overhead_requests=overhead_requests,
-        concurrency=tuple(int(c) for c in concurrency.split(",")), scaling_seconds=scaling_seconds,
-        hot_seconds=hot_seconds, catalog_sizes=tuple(int(c) for c in catalog_sizes.split(",")),
-        capture_backend=capture_backend, scaling_backend=scaling_backend, threads=threads,
+        bundle=bundle,
+        data=data,
+        out=out,
+        docs=docs,
+        scenarios=tuple(scenarios.split(",")),
+        tokens=tokens,
+        prompts=prompts,
+        overhead_requests=overhead_requests,
+        concurrency=tuple(int(c) for c in concurrency.split(",")),
+        scaling_seconds=scaling_seconds,
+        hot_seconds=hot_seconds,
+        catalog_sizes=tuple(int(c) for c in catalog_sizes.split(",")),
+        capture_backend=capture_backend,
+        scaling_backend=scaling_backend,
+        threads=threads,
         command="r2ec bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
     )
     if smoke:

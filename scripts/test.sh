@@ -12,5 +12,5 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check . || echo "(formatting differs; not enforced)"
-"$VENV/bin/mypy" r2ec model_export service tests
+"$VENV/bin/mypy" r2ec model_export service training loadtests tests
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -12,15 +12,31 @@ from r2ec.cli import app
 
 def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     out, docs = tmp_path / "bench.json", tmp_path / "bench.md"
-    res = CliRunner().invoke(app, ["bench", "--bundle", str(tiny_bundle), "--data", str(dataset_dir), "--smoke",
-                                   "--out", str(out), "--docs", str(docs), "--threads", "2"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--bundle",
+            str(tiny_bundle),
+            "--data",
+            str(dataset_dir),
+            "--smoke",
+            "--out",
+            str(out),
+            "--docs",
+            str(docs),
+            "--threads",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     s = result["scenarios"]
     assert s["capture"]["generation_only"]["n"] == 2 and s["capture"]["ratio_capture_vs_generation"] > 0
     assert s["overhead"]["http"]["n"] == 2 and s["overhead"]["ratio_http_vs_in_process"] > 0
+    levels = s["scaling"]["backends"]["transformers"]["levels"]
     for level in ("1", "2"):
-        assert s["scaling"]["levels"][level]["requests"] > 0 and s["scaling"]["levels"][level]["failures"] == 0
+        assert levels[level]["requests"] > 0 and levels[level]["failures"] == 0
     assert s["hot"]["cache_hit"]["requests"] > 0 and s["hot"]["cache_hit"]["failures"] == 0
     assert s["hot"]["reasoning_free"]["requests"] > 0
     assert {r["index"] for r in s["catalog"]["rows"]} == {"flat", "ivf", "hnsw"}
@@ -35,7 +51,12 @@ def test_dist_percentiles():
 
 
 def test_markdown_renders_partial_results():
-    text = render_markdown({"started": "now", "command": "r2ec bench", "scenarios": {},
-                            "machine": {"cpu": "x", "cores": 2, "memory_gib": 1, "gpu": None, "commit": "c",
-                                        "torch": "t", "vllm": "v"}})
+    text = render_markdown(
+        {
+            "started": "now",
+            "command": "r2ec bench",
+            "scenarios": {},
+            "machine": {"cpu": "x", "cores": 2, "memory_gib": 1, "gpu": None, "commit": "c", "torch": "t", "vllm": "v"},
+        }
+    )
     assert "no GPU" in text
