@@ -318,6 +318,8 @@ def bench(
     from loadtests.bench import BenchConfig, run_bench
     from model_export.demo import DEFAULT_DATA, ensure_demo_bundle, ensure_movielens
 
+    if docs is not None and str(docs) in ("", "."):
+        docs = None
     if bundle is None:
         bundle = ensure_demo_bundle()
     if data is None:
