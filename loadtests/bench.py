@@ -37,8 +37,6 @@ from r2ec.engine.base import Engine, GenerationOptions
 from r2ec.engine.factory import EngineSettings, build_engine
 from r2ec.index import IndexKind, IndexSpec, build_index, recall_at
 from r2ec.prompts import user_prompt
-from r2ec.recommender import Recommender
-from r2ec.scoring import Ranker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,9 +142,7 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         bundle.templates.answer,
     )
     await engine.start()
-    rec = Recommender(
-        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), bundle.tokenizer
-    )
+    rec = bundle.recommender(engine)
     hf = load_causal_lm(bundle.model_dir)
     pad = pad_id_of(bundle.tokenizer)
     options = GenerationOptions(max_tokens=cfg.tokens, fixed_length=True)
@@ -253,9 +249,7 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         bundle.model_dir, bundle.tokenizer, EngineSettings(backend=backend), bundle.templates.answer
     )
     await engine.start()
-    rec = Recommender(
-        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), bundle.tokenizer
-    )
+    rec = bundle.recommender(engine)
     options = GenerationOptions(max_tokens=cfg.tokens)
     direct, http = [], []
     try:

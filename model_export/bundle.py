@@ -110,6 +110,17 @@ class Bundle:
     def index_spec(self) -> IndexSpec:
         return IndexSpec.from_dict(self.manifest["index"]["spec"])
 
+    def ranker(self) -> Any:
+        from r2ec.scoring import Ranker
+
+        return Ranker(self.vectors, self.index, self.tau)
+
+    def recommender(self, engine: Any) -> Any:
+        """The pipeline over this bundle's catalog, templates, vectors and tokenizer, on ``engine``."""
+        from r2ec.recommender import Recommender
+
+        return Recommender(engine, self.catalog, self.templates, self.ranker(), self.tokenizer)
+
     @cached_property
     def tokenizer(self) -> Any:
         from transformers import AutoTokenizer

@@ -154,15 +154,12 @@ def bundle_verify(bundle: Path) -> None:
 async def _open_recommender(bundle_path: Path, backend: str, dtype: str, max_batch: int):  # type: ignore[no-untyped-def]
     from model_export.bundle import load_bundle
     from r2ec.engine.factory import EngineSettings, build_engine
-    from r2ec.recommender import Recommender
-    from r2ec.scoring import Ranker
 
     bundle = load_bundle(bundle_path)
     settings = EngineSettings(backend=backend, dtype=dtype, max_batch=max_batch)  # type: ignore[arg-type]
     engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer)
     await engine.start()
-    ranker = Ranker(bundle.vectors, bundle.index, bundle.tau)
-    return bundle, engine, Recommender(engine, bundle.catalog, bundle.templates, ranker, bundle.tokenizer)
+    return bundle, engine, bundle.recommender(engine)
 
 
 @app.command("evaluate")

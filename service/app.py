@@ -166,8 +166,6 @@ async def load_components(state: ServiceState, engine_factory: Any = None) -> No
     """Load the bundle, start the engine and the cache. Runs after the server is listening."""
     from model_export.bundle import load_bundle
     from r2ec.engine.factory import EngineSettings, build_engine
-    from r2ec.recommender import Recommender
-    from r2ec.scoring import Ranker
 
     s = state.settings
     if s.bundle is None:
@@ -195,9 +193,7 @@ async def load_components(state: ServiceState, engine_factory: Any = None) -> No
     await engine.start()
     state.bundle = bundle
     state.engine = engine
-    state.recommender = Recommender(
-        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), tokenizer
-    )
+    state.recommender = bundle.recommender(engine)
     log.info(
         "ready",
         extra={

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, Request
 
 from service.auth import require_api_key
@@ -19,13 +21,4 @@ async def get_item(item_id: str, request: Request) -> ItemResponse:
         raise ApiError(ErrorType.NOT_READY, "the catalog is not loaded")
     if item_id not in bundle.catalog:
         raise ApiError(ErrorType.NOT_FOUND, f"unknown item id {item_id!r}", "item_id")
-    it = bundle.catalog.get(item_id)
-    return ItemResponse(
-        item_id=it.item_id,
-        title=it.title,
-        average_rating=it.average_rating,
-        rating_count=it.rating_count,
-        year=it.year,
-        genres=it.genres,
-        description=it.description,
-    )
+    return ItemResponse.model_validate(asdict(bundle.catalog.get(item_id)))

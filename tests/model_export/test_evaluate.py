@@ -11,8 +11,6 @@ from r2ec.cli import app
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
 from r2ec.metrics import summarize
-from r2ec.recommender import Recommender
-from r2ec.scoring import Ranker
 
 
 async def test_evaluator_ranks_by_full_catalog_cosine_with_history_excluded(tiny_bundle, dataset_dir):
@@ -20,7 +18,7 @@ async def test_evaluator_ranks_by_full_catalog_cosine_with_history_excluded(tiny
     engine = TransformersEngine(b.model_dir, b.tokenizer)
     await engine.start()
     try:
-        rec = Recommender(engine, b.catalog, b.templates, Ranker(b.vectors, b.index, b.tau), b.tokenizer)
+        rec = b.recommender(engine)
         samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:5]
         summary, results = await evaluate(
             rec, samples, GenerationOptions(max_tokens=4), reasoning=False, progress=False

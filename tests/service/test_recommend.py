@@ -14,8 +14,6 @@ from model_export.data.splits import temporal_split
 from model_export.evaluate import rank_of_target
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
-from r2ec.recommender import Recommender
-from r2ec.scoring import Ranker
 from tests.helpers import sse_events
 
 HISTORY = [
@@ -140,7 +138,7 @@ async def test_service_ranks_exactly_as_the_offline_evaluator(server, tiny_bundl
     engine = TransformersEngine(b.model_dir, b.tokenizer)
     await engine.start()
     try:
-        rec = Recommender(engine, b.catalog, b.templates, Ranker(b.vectors, b.index, b.tau), b.tokenizer)
+        rec = b.recommender(engine)
         samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:4]
         async with httpx.AsyncClient(timeout=120) as client:
             for reasoning in (True, False):

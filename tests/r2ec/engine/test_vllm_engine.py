@@ -10,8 +10,6 @@ from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
-from r2ec.recommender import Recommender
-from r2ec.scoring import Ranker
 
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm")
@@ -34,9 +32,7 @@ def users(dataset_dir):
 
 
 async def _vectors(engine, bundle, users, options, reasoning=True):
-    rec = Recommender(
-        engine, bundle.catalog, bundle.templates, Ranker(bundle.vectors, bundle.index, bundle.tau), bundle.tokenizer
-    )
+    rec = bundle.recommender(engine)
     out = []
     for i, s in enumerate(users):
         uv = await rec.user_vector(s.history, s.now, options, f"u{i}", reasoning)
