@@ -151,3 +151,28 @@ def test_503_while_draining(tiny_bundle):
     finally:
         srv.app.state.r2ec.draining = False
         srv.stop()
+
+
+def test_stream_client_disconnect_aborts_generation(tiny_bundle):
+    import time
+
+    srv = make_server(tiny_bundle, max_reasoning_tokens=3000).start()
+    try:
+        body = {"history": [{"item_id": "100"}], "max_reasoning_tokens": 3000, "use_cache": False}
+        started = time.monotonic()
+        with httpx.stream("POST", srv.url + "/v1/recommend/stream", json=body, timeout=60) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("event: reasoning"):
+                    break  # got the first delta: hang up mid-generation
+        for _ in range(100):
+            ready = httpx.get(srv.url + "/ready").json()
+            if ready["inflight"] == 0 and ready["engine"]["running"] == 0:
+                break
+            time.sleep(0.1)
+        assert ready["inflight"] == 0 and ready["engine"]["running"] == 0
+        assert time.monotonic() - started < 20  # far sooner than 3000 tokens would take
+        assert "r2ec_generated_tokens_total 0.0" in httpx.get(srv.url + "/metrics").text  # never completed
+        assert httpx.post(srv.url + "/v1/recommend", json=OK).status_code == 200
+    finally:
+        srv.stop()
