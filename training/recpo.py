@@ -328,6 +328,9 @@ class RecPOTrainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="RecPO", unit="step", disable=not self.progress)
         stop_reason = "max_steps"
         while self.step < cfg.max_steps:
+            if cfg.time_limit_s and time.monotonic() - started > cfg.time_limit_s:
+                stop_reason = "time_limit"  # checked before a step too: a long validation may have used it up
+                break
             batch = rng.sample(self.train_samples, min(cfg.batch_users, len(self.train_samples)))
             record = self.train_step(batch)
             if cfg.item_refresh_every and self.step % cfg.item_refresh_every == 0:

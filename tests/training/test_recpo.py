@@ -126,3 +126,9 @@ def test_trained_adapter_exports_to_a_bundle_that_serves(tiny_model_dir, data_di
             json={"history": [{"item_id": "0"}, {"item_id": "1"}], "k": 3, "max_reasoning_tokens": 3},
         )
         assert r.status_code == 200 and len(r.json()["items"]) == 3
+
+
+def test_time_limit_stops_before_another_step(tiny_model_dir, data_dir, tmp_path):
+    cfg = _cfg(no_reasoning=True, max_steps=50, eval_every=50, time_limit_s=0.001)
+    summary = RecPOTrainer(cfg, tiny_model_dir, data_dir, tmp_path / "t", _templates(), progress=False).train()
+    assert summary["stop"] == "time_limit" and summary["steps"] == 0
