@@ -21,6 +21,8 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
+from loadtests.stats import load_histories
+
 HISTORIES: list[list[dict[str, Any]]] = []
 HOT: list[list[dict[str, Any]]] = []
 
@@ -44,28 +46,6 @@ def _options(parser: Any) -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="Total requests/s in rate mode (Poisson).")
     parser.add_argument("--api-key", type=str, default="", help="Bearer key for /v1.")
     parser.add_argument("--seed", type=int, default=0)
-
-
-def load_histories(data_dir: Path, window: int, limit: int = 2000, seed: int = 0) -> list[list[dict[str, Any]]]:
-    """Real users' histories: for random (user, position) pairs, the ``window`` events before that position."""
-    import csv
-
-    by_user: dict[str, list[tuple[float, str, float]]] = {}
-    with (data_dir / "interactions.csv").open() as f:
-        for row in csv.DictReader(f):
-            by_user.setdefault(row["user_id"], []).append(
-                (float(row["timestamp"]), row["item_id"], float(row["rating"] or 5))
-            )
-    rng = random.Random(seed)
-    users = sorted(by_user)
-    out = []
-    for _ in range(limit):
-        events_ = sorted(by_user[rng.choice(users)])
-        if len(events_) < 2:
-            continue
-        end = rng.randrange(1, len(events_))
-        out.append([{"item_id": i, "rating": r, "timestamp": t} for t, i, r in events_[max(0, end - window) : end]])
-    return out
 
 
 @events.init.add_listener
