@@ -9,6 +9,7 @@ import numpy as np
 from model_export.data.splits import Sample, Split
 from r2ec.catalog import Catalog, Event
 from r2ec.metrics import KS
+from r2ec.scoring import target_rank_and_probability
 
 
 def training_sequences(
@@ -26,11 +27,9 @@ def rank_from_scores(scores: np.ndarray, catalog: Catalog, sample: Sample, windo
 
     Ties are broken by catalog row, as ``r2ec.scoring.Ranker`` does.
     """
-    scores = scores.astype(np.float64).copy()
     excluded = [catalog.row_of[e.item_id] for e in sample.history[-window:]]
-    scores[excluded] = -np.inf
     target = catalog.row_of[sample.target.item_id]
     if target in excluded:
         return None
-    better = int(np.sum(scores > scores[target])) + int(np.sum(scores[:target] == scores[target]))
-    return better if better < k else None
+    rank, _ = target_rank_and_probability(scores, target, excluded, tau=1.0)
+    return rank if rank < k else None

@@ -11,6 +11,7 @@ from service.auth import require_api_key
 from service.cache import Cache, StoreUnavailable
 from service.errors import ApiError, ErrorType
 from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
+from service.serving import to_events
 from service.state import get_state
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(require_api_key)])
@@ -35,7 +36,7 @@ def _validated(request: Request, body: UserEvents) -> list[Event]:
     for i, e in enumerate(body.events):
         if e.item_id not in catalog:
             raise ApiError(ErrorType.VALIDATION, f"unknown item id {e.item_id!r}", f"events[{i}].item_id")
-    events = [Event(e.item_id, now if e.timestamp is None else e.timestamp, e.rating) for e in body.events]
+    events = to_events(body.events, now)
     return sorted(events, key=lambda e: e.timestamp)
 
 
