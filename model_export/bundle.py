@@ -30,6 +30,7 @@ import faiss
 import numpy as np
 
 from r2ec.catalog import Catalog
+from r2ec.evidence import EVIDENCE_FILE, CoInteractions
 from r2ec.index import IndexSpec, load_index
 from r2ec.templates import PromptTemplates
 
@@ -110,6 +111,13 @@ class Bundle:
     def index_spec(self) -> IndexSpec:
         return IndexSpec.from_dict(self.manifest["index"]["spec"])
 
+    @cached_property
+    def evidence(self) -> CoInteractions | None:
+        """The co-interaction table for prompt evidence, if this bundle carries one (checksummed like the rest)."""
+        if EVIDENCE_FILE not in self.manifest["files"]:
+            return None
+        return CoInteractions.load(self.root / EVIDENCE_FILE)
+
     def ranker(self) -> Any:
         from r2ec.scoring import Ranker
 
@@ -119,7 +127,7 @@ class Bundle:
         """The pipeline over this bundle's catalog, templates, vectors and tokenizer, on ``engine``."""
         from r2ec.recommender import Recommender
 
-        return Recommender(engine, self.catalog, self.templates, self.ranker(), self.tokenizer)
+        return Recommender(engine, self.catalog, self.templates, self.ranker(), self.tokenizer, self.evidence)
 
     @cached_property
     def tokenizer(self) -> Any:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from model_export.data.splits import Sample
 from r2ec.engine.base import GenerationOptions
+from r2ec.exclusion import Mask
 from r2ec.metrics import KS, summarize
 from r2ec.recommender import Recommender
 
@@ -43,11 +44,16 @@ class SampleResult:
 
 
 async def rank_of_target(
-    recommender: Recommender, sample: Sample, options: GenerationOptions, reasoning: bool, k: int
+    recommender: Recommender,
+    sample: Sample,
+    options: GenerationOptions,
+    reasoning: bool,
+    k: int,
+    mask: Mask = "window",
 ) -> SampleResult:
     started = time.perf_counter()
     uv = await recommender.user_vector(sample.history, sample.now, options, f"eval-{uuid.uuid4().hex[:12]}", reasoning)
-    ranked = recommender.rank_rows(uv.vector, sample.history, k)
+    ranked = recommender.rank_rows(uv.vector, sample.history, k, mask=mask, seen=sample.seen)
     target_row = recommender.catalog.row_of[sample.target.item_id]
     hits = [i for i, r in enumerate(ranked.rows.tolist()) if r == target_row]
     return SampleResult(
@@ -66,6 +72,7 @@ async def evaluate(
     reasoning: bool = True,
     concurrency: int = 8,
     progress: bool = True,
+    mask: Mask = "window",
 ) -> tuple[dict[str, Any], list[SampleResult]]:
     k = max(KS)
     semaphore = asyncio.Semaphore(concurrency)
@@ -73,7 +80,7 @@ async def evaluate(
 
     async def one(sample: Sample) -> SampleResult:
         async with semaphore:
-            result = await rank_of_target(recommender, sample, options, reasoning, k)
+            result = await rank_of_target(recommender, sample, options, reasoning, k, mask)
             bar.update(1)
             return result
 

@@ -25,6 +25,7 @@ from model_export.bundle import (
     INDEX,
     MODEL_DIR,
     VECTORS,
+    BundleError,
     finalize_bundle,
     model_hash,
     sha256_file,
@@ -35,6 +36,7 @@ from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of
 from r2ec.engine.hf import torch_dtype
+from r2ec.evidence import EVIDENCE_FILE, CoInteractions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
 from r2ec.prompts import item_text
 from r2ec.scoring import TAU
@@ -61,6 +63,8 @@ class ExportConfig:
     force: bool = False
     name: str | None = None
     progress: bool = True
+    evidence: CoInteractions | None = None  # co-interaction table for prompts whose templates enable evidence
+    evidence_source: dict[str, Any] | None = None  # where the table came from (dataset, protocol), for the manifest
 
 
 def read_catalog(path: Path) -> Catalog:
@@ -147,8 +151,14 @@ def run_export(cfg: ExportConfig) -> Path:
     started = time.perf_counter()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if cfg.out.exists() and not cfg.force:  # checked before minutes of merging and encoding, not after
+        raise BundleError(f"{cfg.out} already exists (use --force to replace it)")
     catalog = read_catalog(cfg.catalog)
     catalog_file = cfg.catalog / "catalog.jsonl" if cfg.catalog.is_dir() else cfg.catalog
+    if cfg.templates.evidence_candidates > 0 and cfg.evidence is None:
+        raise ValueError("these templates show collaborative evidence: give the interactions to build it from")
+    if cfg.evidence is not None and cfg.evidence.neighbors.shape[0] != len(catalog):
+        raise ValueError(f"evidence table has {cfg.evidence.neighbors.shape[0]} rows, catalog {len(catalog)} items")
     staging = staging_dir(cfg.out)
     try:
         model_dir = staging / MODEL_DIR
@@ -172,6 +182,8 @@ def run_export(cfg: ExportConfig) -> Path:
         np.save(staging / VECTORS, vectors)
         index = build_index(vectors, cfg.index)
         save_index(index, staging / INDEX)
+        if cfg.evidence is not None:
+            cfg.evidence.save(staging / EVIDENCE_FILE)
         index_info: dict[str, Any] = {"spec": cfg.index.to_dict(), "ntotal": int(index.ntotal)}
         if cfg.index.kind != "flat":
             rng = np.random.default_rng(0)
@@ -205,6 +217,9 @@ def run_export(cfg: ExportConfig) -> Path:
             },
             "index": index_info,
             "counts": {"items": len(catalog)},
+            "evidence": None
+            if cfg.evidence is None
+            else {"neighbors": int(cfg.evidence.neighbors.shape[1]), **(cfg.evidence_source or {})},
             "created_by": {
                 "tool": f"r2ec {r2ec.__version__}",
                 "python": platform.python_version(),

@@ -90,6 +90,10 @@ def export(
     tau: Annotated[float, typer.Option(help="Temperature of cos/tau.")] = 0.02,
     force: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    evidence_data: Annotated[
+        Path | None, typer.Option(help="Dataset whose training interactions give the prompt-evidence table.")
+    ] = None,
+    evidence_protocol: Annotated[str, typer.Option(help="Protocol whose train split builds that table.")] = "loo",
 ) -> None:
     """Merge an optional adapter, encode every catalog item with the model itself, write a verified bundle."""
     _setup_logging()
@@ -102,6 +106,17 @@ def export(
     if templates is not None:
         tmpl = tmpl.with_overrides(**json.loads(templates.read_text()))
     spec = IndexSpec(kind=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search)  # type: ignore[arg-type]
+    if out.exists() and not force:
+        typer.echo(f"error: {out} already exists (use --force to replace it)", err=True)
+        raise typer.Exit(2)
+    evidence, evidence_source = None, None
+    if evidence_data is not None:
+        from model_export.evidence import build_evidence
+        from model_export.export import read_catalog
+
+        evidence, evidence_source = build_evidence(
+            evidence_data, read_catalog(catalog), cast(Any, evidence_protocol), tmpl.window_size
+        )
     path = run_export(
         ExportConfig(
             base_model=base_model,
@@ -116,6 +131,8 @@ def export(
             batch_size=batch_size,
             tau=tau,
             force=force,
+            evidence=evidence,
+            evidence_source=evidence_source,
         )
     )
     typer.echo(f"bundle written to {path}")
@@ -166,8 +183,11 @@ async def _open_recommender(bundle_path: Path, backend: str, dtype: str, max_bat
 def evaluate(
     bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
     data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
-    protocol: Annotated[str, typer.Option(help="temporal (paper) or loo.")] = "temporal",
+    protocol: Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")] = "loo",
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    mask: Annotated[
+        str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")
+    ] = None,
     no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Score prompt + <answer> directly.")] = False,
     limit: Annotated[int | None, typer.Option(help="Evaluate a fixed random subset of this many samples.")] = None,
     batch_size: Annotated[int, typer.Option(help="Concurrent requests (the engine batches them).")] = 8,
@@ -186,6 +206,8 @@ def evaluate(
     from model_export.evaluate import select_samples, write_results
     from r2ec.engine.base import GenerationOptions
 
+    chosen_mask = _mask_for(protocol, mask)
+
     async def main() -> dict[str, Any]:
         b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size)
         try:
@@ -196,13 +218,16 @@ def evaluate(
             samples = make_split(ds.timelines(), protocol, b.templates.window_size)[split]  # type: ignore[arg-type,index]
             chosen = select_samples(samples, limit)
             options = GenerationOptions(max_tokens=max_reasoning_tokens)
-            summary, results = await run_eval(rec, chosen, options, reasoning=not no_reasoning, concurrency=batch_size)
+            summary, results = await run_eval(
+                rec, chosen, options, reasoning=not no_reasoning, concurrency=batch_size, mask=chosen_mask
+            )
             summary["config"] = {
                 "bundle": str(bundle),
                 "bundle_version": b.version,
                 "data": str(data),
                 "protocol": protocol,
                 "split": split,
+                "mask": chosen_mask,
                 "reasoning": not no_reasoning,
                 "limit": limit,
                 "split_size": len(samples),
@@ -210,10 +235,10 @@ def evaluate(
                 "backend": backend,
                 "dtype": dtype,
             }
-            target = (
-                out
-                or Path("results") / f"eval-{b.name}-{protocol}-{split}-{'noreason' if no_reasoning else 'reason'}.json"
-            )
+            size = "all" if limit is None else str(limit)
+            mode = "noreason" if no_reasoning else f"reason{max_reasoning_tokens}"
+            name = f"eval-{b.name}-{b.version}-{protocol}-{split}-{chosen_mask}-{mode}-n{size}-{backend}-{dtype}.json"
+            target = out or Path("results") / name
             write_results(target, summary, results)
             summary["written"] = str(target)
             return summary
@@ -226,55 +251,49 @@ def evaluate(
 
 @app.command("baseline")
 def baseline(
-    method: Annotated[str, typer.Argument(help="mostpop or sasrec.")],
+    method: Annotated[str, typer.Argument(help="mostpop, itemknn or sasrec.")],
     data: Annotated[Path, typer.Option(help="Dataset directory.")],
-    protocol: Annotated[str, typer.Option(help="temporal or loo.")] = "temporal",
+    protocol: Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")] = "loo",
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    mask: Annotated[
+        str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Same fixed subset as r2ec evaluate --limit.")] = None,
-    epochs: Annotated[int, typer.Option(help="SASRec max epochs.")] = 60,
-    window: Annotated[int, typer.Option(help="History window.")] = 20,
-    out: Annotated[Path | None, typer.Option(help="JSON output.")] = None,
+    epochs: Annotated[int, typer.Option(help="SASRec max epochs.")] = 200,
+    window: Annotated[int, typer.Option(help="History window (SASRec's sequence length too).")] = 20,
+    out: Annotated[
+        Path | None, typer.Option(help="JSON output (default: results/baseline-<every option>.json).")
+    ] = None,
 ) -> None:
-    """MostPopular or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
+    """MostPopular, ItemKNN or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
     _setup_logging("warning")
     _threads(None)
-    import time
-
-    from model_export.baselines.popular import MostPopular
-    from model_export.baselines.sasrec import SASRec, SASRecConfig
+    from model_export.baselines.run import METHODS, result_name, run_baseline
+    from model_export.baselines.sasrec import SASRecConfig
     from model_export.data.format import Dataset
-    from model_export.data.splits import split as make_split
-    from model_export.evaluate import select_samples
-    from r2ec.metrics import summarize
 
-    ds = Dataset.load(data)
-    timelines = ds.timelines()
-    splits = make_split(timelines, protocol, window)  # type: ignore[arg-type]
-    chosen = select_samples(splits[split], limit)  # type: ignore[index]
-    started = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if method == "mostpop":
-        pop = MostPopular(ds.catalog, window).fit(timelines, splits)
-        ranks = [pop.rank(s) for s in chosen]
-    elif method == "sasrec":
-        valid = select_samples(splits["valid"], 1000, seed=1) if split == "test" else []
-        model = SASRec(ds.catalog, SASRecConfig(epochs=epochs), window).fit(timelines, splits, valid)
-        ranks = model.ranks(chosen)
-        extra["epochs_run"] = len(model.history)
-        extra["best_valid_ndcg@10"] = max((h["valid_ndcg@10"] for h in model.history), default=None)
-    else:
-        raise typer.BadParameter("method must be mostpop or sasrec")
-    summary = {
-        "method": method,
-        "metrics": summarize(ranks),
-        "counts": {"samples": len(chosen), "items": len(ds.catalog), "train_samples": len(splits["train"])},
-        "config": {"data": str(data), "protocol": protocol, "split": split, "limit": limit, "window": window, **extra},
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    target = out or Path("results") / f"baseline-{method}-{ds.name}-{protocol}-{split}.json"
+    if method not in METHODS:
+        raise typer.BadParameter(f"method must be one of {', '.join(METHODS)}")
+    chosen_mask = _mask_for(protocol, mask)
+    summary = run_baseline(
+        method, data, cast(Any, protocol), cast(Any, split), chosen_mask, limit, window, SASRecConfig(epochs=epochs)
+    )
+    name = Dataset.load(data).name
+    target = out or Path("results") / result_name(method, name, protocol, split, chosen_mask, limit, window)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2) + "\n")
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _mask_for(protocol: str, mask: str | None) -> Any:
+    from r2ec.exclusion import MASKS
+
+    if protocol not in ("loo", "temporal"):
+        raise typer.BadParameter(f"unknown protocol {protocol!r} (loo or temporal)")
+    chosen = mask or ("seen" if protocol == "loo" else "window")
+    if chosen not in MASKS:
+        raise typer.BadParameter(f"unknown mask {chosen!r} (seen, window or none)")
+    return chosen
 
 
 @app.command("bench")
@@ -353,9 +372,13 @@ def bench(
 def train(
     data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
     out: Annotated[Path, typer.Option(help="Run directory: adapter/, checkpoint/, metrics.jsonl, summary.json.")],
+    stage: Annotated[str, typer.Option(help="sft (interaction-of-thought warm start) or recpo (RL).")] = "recpo",
     bundle: Annotated[Path | None, typer.Option(help="Take the base model and templates from this bundle.")] = None,
     base_model: Annotated[Path | None, typer.Option(help="Base model directory (with --domain).")] = None,
     domain: Annotated[str | None, typer.Option(help="Prompt wording when --base-model is given.")] = None,
+    init_adapter: Annotated[
+        Path | None, typer.Option(help="recpo: start from this adapter (e.g. the sft stage's).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     no_reasoning: Annotated[
         bool, typer.Option("--no-reasoning", help="Recommendation loss only, on prompt + <answer>.")
@@ -366,30 +389,37 @@ def train(
     advantage: Annotated[str, typer.Option(help="grpo (group-normalised) or rloo.")] = "grpo",
     group_size: Annotated[int, typer.Option(help="Trajectories per user.")] = 4,
     batch_users: Annotated[int, typer.Option(help="Users per update.")] = 4,
+    micro_batch: Annotated[int, typer.Option(help="sft: users per forward (gradient accumulation).")] = 2,
     max_steps: Annotated[int, typer.Option(help="Updates.")] = 200,
     max_new_tokens: Annotated[int, typer.Option(help="Reasoning tokens per rollout.")] = 128,
     temperature: Annotated[float, typer.Option(help="Rollout temperature.")] = 1.5,
     top_k: Annotated[int, typer.Option(help="Rollout top-k.")] = 50,
     beta: Annotated[float, typer.Option(help="Weight of the continuous reward.")] = 0.05,
+    ppo_epochs: Annotated[int, typer.Option(help="recpo: clipped updates per batch of rollouts.")] = 1,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-5,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 4,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 128,
+    lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
     eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 20,
     eval_users: Annotated[int, typer.Option(help="Validation samples.")] = 100,
     eval_max_new_tokens: Annotated[int, typer.Option(help="Greedy reasoning tokens at validation.")] = 64,
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 3,
+    protocol: Annotated[str, typer.Option(help="Split whose train part is learnt from (loo or temporal).")] = "loo",
     time_limit_s: Annotated[float, typer.Option(help="Stop (with a final validation) after this long.")] = 0.0,
     bf16: Annotated[bool, typer.Option(help="bfloat16 weights.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """RecPO: learn to reason for recommendation without reasoning labels; writes a PEFT adapter for r2ec export."""
+    """Train a LoRA adapter: stage sft (traces + recommendation loss) then recpo (RL); writes OUT/adapter."""
     _setup_logging("warning")
     _threads(None)
     from r2ec.templates import PromptTemplates, domain_templates
-    from training.config import RecPOConfig
-    from training.recpo import RecPOTrainer
 
+    if stage not in ("sft", "recpo"):
+        raise typer.BadParameter("stage must be sft or recpo")
+    _mask_for(protocol, None)
+    if not (data / "dataset.json").is_file():
+        raise typer.BadParameter(f"{data} is not a dataset directory (run r2ec data ... first)")
     if bundle is not None:
         from model_export.bundle import load_bundle
 
@@ -400,31 +430,56 @@ def train(
     else:
         raise typer.BadParameter("give --bundle, or --base-model with --domain")
     assert isinstance(templates, PromptTemplates)
-    cfg = RecPOConfig(
-        group_size=group_size,
-        batch_users=batch_users,
-        max_steps=max_steps,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        beta=beta,
-        lr=lr,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        eval_every=eval_every,
-        eval_users=eval_users,
-        eval_max_new_tokens=eval_max_new_tokens,
-        patience=patience,
-        time_limit_s=time_limit_s,
-        bf16=bf16,
-        gradient_checkpointing=gradient_checkpointing,
-        seed=seed,
-        no_reasoning=no_reasoning,
-        reward=cast(Any, reward),
-        advantage=cast(Any, advantage),
-    )
-    trainer = RecPOTrainer(cfg, model_dir, data, out, templates, resume=resume)
-    summary = trainer.train()
+    summary: dict[str, Any]
+    if stage == "sft":
+        from training.sft import SFTConfig, SFTTrainer
+
+        scfg = SFTConfig(
+            protocol=protocol,
+            batch_size=batch_users,
+            micro_batch=micro_batch,
+            max_steps=max_steps,
+            lr=lr,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_top_layers=lora_top_layers,
+            bf16=bf16,
+            eval_every=eval_every,
+            eval_samples=eval_users,
+            time_limit_s=time_limit_s,
+            seed=seed,
+        )
+        summary = SFTTrainer(scfg, model_dir, data, out, templates, resume=resume).train()
+    else:
+        from training.config import RecPOConfig
+        from training.recpo import RecPOTrainer
+
+        cfg = RecPOConfig(
+            group_size=group_size,
+            batch_users=batch_users,
+            max_steps=max_steps,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            beta=beta,
+            ppo_epochs=ppo_epochs,
+            lr=lr,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            eval_every=eval_every,
+            eval_users=eval_users,
+            eval_max_new_tokens=eval_max_new_tokens,
+            patience=patience,
+            time_limit_s=time_limit_s,
+            bf16=bf16,
+            gradient_checkpointing=gradient_checkpointing,
+            seed=seed,
+            no_reasoning=no_reasoning,
+            protocol=cast(Any, protocol),
+            reward=cast(Any, reward),
+            advantage=cast(Any, advantage),
+        )
+        summary = RecPOTrainer(cfg, model_dir, data, out, templates, resume=resume, init_adapter=init_adapter).train()
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"export with: r2ec export --base-model {model_dir} --adapter {out / 'adapter'} --catalog {data} ...")
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from r2ec.catalog import Catalog, Event, Item
+from r2ec.evidence import Candidate, CoInteractions
 from r2ec.templates import PromptTemplates
 
 
@@ -30,10 +31,28 @@ def history_window(history: Sequence[Event], templates: PromptTemplates) -> list
     return list(history[-templates.window_size :]) if templates.window_size > 0 else []
 
 
-def user_prompt(history: Sequence[Event], catalog: Catalog, now: float, templates: PromptTemplates) -> str:
-    """User message: instruction, then one line per history event in the window, ages measured to ``now``."""
+def evidence_candidates(
+    window: Sequence[Event], catalog: Catalog, templates: PromptTemplates, evidence: CoInteractions | None
+) -> list[Candidate]:
+    """The collaborative candidates a prompt shows for ``window`` (none when the templates or bundle have none)."""
+    if evidence is None or templates.evidence_candidates <= 0:
+        return []
+    rows = [catalog.row_of[e.item_id] for e in window]
+    return evidence.candidates(rows, n=templates.evidence_candidates)
+
+
+def user_prompt(
+    history: Sequence[Event],
+    catalog: Catalog,
+    now: float,
+    templates: PromptTemplates,
+    evidence: CoInteractions | None = None,
+) -> str:
+    """User message: instruction, one line per history event in the window (ages measured to ``now``), then the
+    collaborative evidence lines if the templates enable them and the bundle carries the table."""
+    window = history_window(history, templates)
     lines = []
-    for event in history_window(history, templates):
+    for event in window:
         rating = templates.default_rating if event.rating is None else float(event.rating)
         lines.append(
             templates.history_line.format(
@@ -42,7 +61,26 @@ def user_prompt(history: Sequence[Event], catalog: Catalog, now: float, template
                 rating=rating,
             )
         )
-    return templates.user_prompt + "\n" + "\n".join(lines)
+    text = templates.user_prompt + "\n" + "\n".join(lines)
+    found = evidence_candidates(window, catalog, templates, evidence)
+    if found:
+        text += (
+            "\n\n"
+            + templates.evidence_header
+            + "\n"
+            + "\n".join(
+                templates.evidence_line.format_map(
+                    {
+                        **catalog.items[c.row].fields(),
+                        "top_genres": ", ".join(catalog.items[c.row].genres[:2]),
+                        "shared": c.shared,
+                        "source": catalog.items[c.support[0]].title,
+                    }
+                )
+                for c in found
+            )
+        )
+    return text
 
 
 def truncate_words(text: str, max_words: int) -> str:

@@ -7,7 +7,7 @@ bundle and generation options produce the same ranking everywhere.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,9 @@ import numpy as np
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.chat import ChatRenderer
 from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions
-from r2ec.prompts import history_window, item_text, user_prompt
+from r2ec.evidence import CoInteractions
+from r2ec.exclusion import Mask, excluded_rows
+from r2ec.prompts import history_window, user_prompt
 from r2ec.scoring import Ranked, Ranker
 from r2ec.templates import PromptTemplates
 
@@ -37,8 +39,17 @@ class ScoredItem:
 
 
 class Recommender:
-    def __init__(self, engine: Engine, catalog: Catalog, templates: PromptTemplates, ranker: Ranker, tokenizer: Any):
+    def __init__(
+        self,
+        engine: Engine,
+        catalog: Catalog,
+        templates: PromptTemplates,
+        ranker: Ranker,
+        tokenizer: Any,
+        evidence: CoInteractions | None = None,
+    ):
         self.engine = engine
+        self.evidence = evidence
         self.catalog = catalog
         self.templates = templates
         self.ranker = ranker
@@ -46,10 +57,7 @@ class Recommender:
 
     # -- prompts ---------------------------------------------------------------------------------------------
     def prompt_for(self, history: Sequence[Event], now: float) -> str:
-        return user_prompt(history, self.catalog, now, self.templates)
-
-    def item_sequence(self, item: Item) -> list[int]:
-        return self.renderer.item_sequence_ids(self.templates.item_prompt, item_text(item, self.templates))
+        return user_prompt(history, self.catalog, now, self.templates, self.evidence)
 
     # -- user vectors ----------------------------------------------------------------------------------------
     async def stream_user_vector(
@@ -101,8 +109,10 @@ class Recommender:
         return vector
 
     # -- ranking ---------------------------------------------------------------------------------------------
-    def excluded_rows(self, history: Sequence[Event]) -> list[int]:
-        return [self.catalog.row_of[e.item_id] for e in history_window(history, self.templates)]
+    def excluded_rows(
+        self, history: Sequence[Event], mask: Mask = "window", seen: Iterable[str] = (), extra: Iterable[str] = ()
+    ) -> list[int]:
+        return excluded_rows(self.catalog, history_window(history, self.templates), seen, mask, extra)
 
     def rank_rows(
         self,
@@ -110,11 +120,12 @@ class Recommender:
         history: Sequence[Event],
         k: int,
         candidates: Sequence[str] | None = None,
-        exclude_history: bool = True,
+        mask: Mask = "window",
+        seen: Iterable[str] = (),
+        exclude: Iterable[str] = (),
     ) -> Ranked:
-        exclude = self.excluded_rows(history) if exclude_history else []
         rows = None if candidates is None else [self.catalog.row_of[c] for c in candidates]
-        return self.ranker.rank(vector, k, exclude, rows)
+        return self.ranker.rank(vector, k, self.excluded_rows(history, mask, seen, exclude), rows)
 
     def rank(
         self,
@@ -122,9 +133,11 @@ class Recommender:
         history: Sequence[Event],
         k: int,
         candidates: Sequence[str] | None = None,
-        exclude_history: bool = True,
+        mask: Mask = "window",
+        seen: Iterable[str] = (),
+        exclude: Iterable[str] = (),
     ) -> list[ScoredItem]:
-        ranked = self.rank_rows(vector, history, k, candidates, exclude_history)
+        ranked = self.rank_rows(vector, history, k, candidates, mask, seen, exclude)
         return [
             ScoredItem(self.catalog.items[int(r)], float(c), float(p))
             for r, c, p in zip(ranked.rows, ranked.cosines, ranked.probabilities, strict=True)

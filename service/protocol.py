@@ -52,7 +52,13 @@ class RecommendRequest(BaseModel):
     max_reasoning_tokens: int | None = Field(None, ge=1, description="Reasoning token budget.")
     sampling: Sampling = Field(default_factory=Sampling)
     candidates: list[str] | None = Field(None, min_length=1, description="Rank only among these item ids.")
-    exclude_history: bool = Field(True, description="Never return items in the history window.")
+    exclude_history: bool = Field(
+        True,
+        description="Never return an item of the history (all stored and sent events, not only the prompt window).",
+    )
+    exclude: list[str] | None = Field(
+        None, max_length=10000, description="Item ids never to return (e.g. items the user already owns)."
+    )
     use_cache: bool = Field(True, description="Allow a cached reasoning + user vector for the same history.")
     as_of: float | None = Field(
         None, ge=0, description="Unix seconds to measure event ages to (default: now); replays offline protocols."

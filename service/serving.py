@@ -51,6 +51,7 @@ class Prepared:
     k: int
     now: float
     cache_key: str | None
+    seen: list[str]  # every history event (stored + sent): masked with exclude_history, not only the window
 
 
 class RecommendService:
@@ -90,6 +91,9 @@ class RecommendService:
             for i, c in enumerate(req.candidates):
                 if c not in rec.catalog:
                     raise ApiError(ErrorType.VALIDATION, f"unknown item id {c!r}", f"candidates[{i}]")
+        for i, x in enumerate(req.exclude or []):
+            if x not in rec.catalog:
+                raise ApiError(ErrorType.VALIDATION, f"unknown item id {x!r}", f"exclude[{i}]")
         stored: list[Event] = []
         if req.user_id is not None:
             cache = self.state.cache
@@ -124,7 +128,7 @@ class RecommendService:
         if req.use_cache and deterministic:
             assert self.state.bundle is not None
             key = result_key(self.state.bundle.version, window, options, req.reasoning, req.as_of)
-        return Prepared(history, window, options, k, now, key)
+        return Prepared(history, window, options, k, now, key, [e.item_id for e in history])
 
     # -- admission ---------------------------------------------------------------------------------------------
     def admit(self) -> None:
@@ -196,7 +200,15 @@ class RecommendService:
             if prep.cache_key is not None and self.state.cache is not None:
                 await self.state.cache.put_result(prep.cache_key, CachedResult(reasoning, vector, tokens, finish))
         search_started = time.perf_counter()
-        scored = rec.rank(vector, prep.history, prep.k, req.candidates, req.exclude_history)
+        scored = rec.rank(
+            vector,
+            prep.history,
+            prep.k,
+            req.candidates,
+            mask="seen" if req.exclude_history else "none",
+            seen=prep.seen,
+            exclude=req.exclude or (),
+        )
         search_s = time.perf_counter() - search_started
         m = self.state.metrics
         for stage, key in (("queue", "queue_s"), ("generation", "generation_s"), ("capture", "capture_s")):

@@ -26,15 +26,17 @@ from model_export.data.format import Dataset
 from model_export.data.splits import Sample
 from model_export.data.splits import split as make_split
 from model_export.evaluate import evaluate, select_samples
+from model_export.evidence import build_evidence
 from r2ec import logs
 from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of, pad_right
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
+from r2ec.exclusion import excluded_rows
 from r2ec.index import IndexSpec, build_index
 from r2ec.pooling import backbone, last_token_pool
-from r2ec.prompts import item_text, user_prompt
+from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
 from r2ec.templates import PromptTemplates
@@ -73,6 +75,7 @@ class RecPOTrainer:
         templates: PromptTemplates,
         resume: bool = False,
         progress: bool = True,
+        init_adapter: Path | None = None,
     ):
         from peft import LoraConfig, PeftModel, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,6 +94,8 @@ class RecPOTrainer:
         ckpt = out_dir / "checkpoint"
         if resume and (ckpt / "adapter_config.json").is_file():
             self.model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
+        elif init_adapter is not None:  # stage 2 from the stage-1 (sft) adapter
+            self.model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         else:
             lora = LoraConfig(
                 r=cfg.lora_r,
@@ -107,6 +112,9 @@ class RecPOTrainer:
         data = Dataset.load(data_dir)
         self.catalog: Catalog = data.catalog
         self.splits = make_split(data.timelines(), cfg.protocol, templates.window_size)
+        self.evidence = None
+        if templates.evidence_candidates > 0:  # the prompts must be the ones serving shows
+            self.evidence, _ = build_evidence(data_dir, self.catalog, cfg.protocol, templates.window_size)
         self.train_samples = list(self.splits["train"])
         self.valid_samples = select_samples(self.splits["valid"], cfg.eval_users, seed=cfg.seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -140,7 +148,7 @@ class RecPOTrainer:
     async def rollouts(self, samples: Sequence[Sample]) -> list[list[Trajectory]]:
         cfg = self.cfg
         self.model.eval()
-        messages = [user_prompt(s.history, self.catalog, s.now, self.templates) for s in samples]
+        messages = [user_prompt(s.history, self.catalog, s.now, self.templates, self.evidence) for s in samples]
         if cfg.no_reasoning:
             return [[self._trajectory(smp, msg, "", True)] for smp, msg in zip(samples, messages, strict=True)]
         jobs = []
@@ -203,7 +211,12 @@ class RecPOTrainer:
             unit = torch.nn.functional.normalize(vectors.detach().float(), dim=-1).cpu().numpy()
             for t, u in zip(flat, unit, strict=True):
                 cos = self.item_vectors @ u
-                exclude = [self.catalog.row_of[e.item_id] for e in t.sample.history[-self.templates.window_size :]]
+                exclude = excluded_rows(
+                    self.catalog,
+                    history_window(t.sample.history, self.templates),
+                    t.sample.seen,
+                    "seen" if cfg.protocol == "loo" else "window",
+                )
                 t.reward, t.r_c, t.r_d = fused_reward(
                     cos,
                     self.catalog.row_of[t.sample.target.item_id],
@@ -217,28 +230,35 @@ class RecPOTrainer:
         rewards = torch.tensor([[t.reward for t in grp] for grp in groups], dtype=torch.float32)
         adv = group_advantages(rewards, cfg.advantage)
         best = best_trajectory_mask(adv)
-        # Token loss: one on-policy update, so the behaviour log-probs equal the current ones (ratio 1).
-        if cfg.no_reasoning:
-            token_loss, clip_frac = torch.zeros((), device=vectors.device), torch.zeros(())
-        else:
-            token_loss, clip_frac = ppo_token_loss(
-                logp, logp.detach(), adv.reshape(-1).to(logp.device), tmask, cfg.eps_low, cfg.eps_high
-            )
-        # Recommendation loss: the best trajectory per user against in-batch target items (encoded with grads).
         best_idx = best.reshape(-1).nonzero().squeeze(1)
-        users = vectors[best_idx.to(vectors.device)]
         weights = torch.ones(len(groups)) if cfg.no_reasoning else adv.reshape(-1)[best_idx].clamp(min=0.0)
         targets = [s.target.item_id for s in samples]
-        ids, mask = pad_right(self.item_sequences(targets), self.pad, vectors.device)
-        items = last_token_pool(backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
-        rec_loss = recommendation_loss(users, items, targets, weights.to(users.device), cfg.tau)
-        loss = token_loss + cfg.rec_weight * rec_loss
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip
-        )
-        self.optimizer.step()
+        # Behaviour log-probs: the policy that sampled the rollouts. The first update is on-policy (ratio 1);
+        # each further epoch reuses the same rollouts, so its ratio moves and the clipping bites.
+        old_logp = logp.detach()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        clip_fracs: list[float] = []
+        for epoch in range(max(1, cfg.ppo_epochs)):
+            if epoch > 0:
+                vectors, logp, tmask = self._forward(flat)
+            if cfg.no_reasoning:
+                token_loss, clip_frac = torch.zeros((), device=vectors.device), torch.zeros(())
+            else:
+                token_loss, clip_frac = ppo_token_loss(
+                    logp, old_logp, adv.reshape(-1).to(logp.device), tmask, cfg.eps_low, cfg.eps_high
+                )
+            clip_fracs.append(float(clip_frac))
+            # Recommendation loss: the best trajectory per user against in-batch target items (encoded with grads).
+            users = vectors[best_idx.to(vectors.device)]
+            ids, mask = pad_right(self.item_sequences(targets), self.pad, vectors.device)
+            items = last_token_pool(backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+            rec_loss = recommendation_loss(users, items, targets, weights.to(users.device), cfg.tau)
+            loss = token_loss + cfg.rec_weight * rec_loss
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            self.optimizer.step()
+        clip_frac = torch.tensor(clip_fracs[-1])
         self.step += 1
         return {
             "step": self.step,

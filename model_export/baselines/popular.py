@@ -9,12 +9,14 @@ import numpy as np
 from model_export.baselines import rank_from_scores, training_sequences
 from model_export.data.splits import Sample, Split
 from r2ec.catalog import Catalog, Event
+from r2ec.exclusion import Mask
 
 
 class MostPopular:
-    def __init__(self, catalog: Catalog, window: int = 20):
+    def __init__(self, catalog: Catalog, window: int = 20, mask: Mask = "window"):
         self.catalog = catalog
         self.window = window
+        self.mask: Mask = mask
         self.counts = np.zeros(len(catalog), dtype=np.float64)
 
     def fit(self, timelines: Mapping[str, Sequence[Event]], splits: Mapping[Split, Sequence[Sample]]) -> MostPopular:
@@ -24,4 +26,4 @@ class MostPopular:
         return self
 
     def rank(self, sample: Sample) -> int | None:
-        return rank_from_scores(self.counts, self.catalog, sample, self.window)
+        return rank_from_scores(self.counts, self.catalog, sample, self.window, self.mask)

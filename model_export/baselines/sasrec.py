@@ -19,6 +19,7 @@ from tqdm import tqdm
 from model_export.baselines import rank_from_scores, training_sequences
 from model_export.data.splits import Sample, Split
 from r2ec.catalog import Catalog, Event
+from r2ec.exclusion import Mask
 from r2ec.metrics import summarize
 
 
@@ -31,8 +32,8 @@ class SASRecConfig:
     max_len: int = 20
     lr: float = 1e-3
     batch_size: int = 128
-    epochs: int = 60
-    patience: int = 5
+    epochs: int = 200
+    patience: int = 10
     seed: int = 0
 
 
@@ -48,6 +49,12 @@ class SASRecModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
+        # nn.Embedding's N(0, 1) default, scaled by sqrt(d) and tied to the output layer, starts the loss far above
+        # a uniform guess (about 50 vs ln(n_items)) and never recovers: initialise as the reference code does.
+        for emb in (self.items, self.positions):
+            nn.init.normal_(emb.weight, std=0.02)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """seq: (B, L) left-padded item ids (0 = pad) -> hidden states (B, L, dim)."""
@@ -63,10 +70,11 @@ class SASRecModel(nn.Module):
 
 
 class SASRec:
-    def __init__(self, catalog: Catalog, cfg: SASRecConfig = SASRecConfig(), window: int = 20):
+    def __init__(self, catalog: Catalog, cfg: SASRecConfig = SASRecConfig(), window: int = 20, mask: Mask = "window"):
         self.catalog = catalog
         self.cfg = cfg
         self.window = window
+        self.mask: Mask = mask
         torch.manual_seed(cfg.seed)
         self.model = SASRecModel(len(catalog), cfg)
         self.history: list[dict[str, float]] = []
@@ -107,7 +115,7 @@ class SASRec:
         for start in range(0, len(samples), batch):
             chunk = samples[start : start + batch]
             for s, sc in zip(chunk, self.scores(chunk), strict=True):
-                out.append(rank_from_scores(sc, self.catalog, s, self.window))
+                out.append(rank_from_scores(sc, self.catalog, s, self.window, self.mask))
         return out
 
     def fit(

@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from r2ec.catalog import Event
 
 Protocol = Literal["temporal", "loo"]
 Split = Literal["train", "valid", "test"]
-SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,13 @@ class Sample:
     position: int  # index of the target in the user's timeline
     history: tuple[Event, ...]  # oldest first, at most ``window`` events
     target: Event
+    # Item ids of the user's whole timeline, shared by all of the user's samples; ``seen`` slices it.
+    timeline_items: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def seen(self) -> tuple[str, ...]:
+        """Every item the user interacted with before the target (the ``seen`` mask)."""
+        return self.timeline_items[: self.position] if self.timeline_items else tuple(e.item_id for e in self.history)
 
     @property
     def now(self) -> float:
@@ -32,8 +38,9 @@ class Sample:
 
 
 def samples_of(user_id: str, timeline: Sequence[Event], window: int) -> list[Sample]:
+    items = tuple(e.item_id for e in timeline)
     return [
-        Sample(user_id, pos, tuple(timeline[max(0, pos - window) : pos]), timeline[pos])
+        Sample(user_id, pos, tuple(timeline[max(0, pos - window) : pos]), timeline[pos], items)
         for pos in range(1, len(timeline))
     ]
 
@@ -72,8 +79,3 @@ def split(timelines: Mapping[str, Sequence[Event]], protocol: Protocol, window: 
     if protocol == "loo":
         return leave_one_out(timelines, window)
     raise ValueError(f"unknown protocol {protocol!r} (temporal or loo)")
-
-
-def train_cutoff(splits: Mapping[Split, Sequence[Sample]]) -> float:
-    """Latest target time in train: events up to it are what a model may learn from (temporal protocol)."""
-    return max((s.target.timestamp for s in splits["train"]), default=float("-inf"))

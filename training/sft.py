@@ -1,0 +1,340 @@
+"""Stage 1, SFT warm start (issue: interaction-of-thought): teacher-forced LM loss on trace + ``<answer>``, plus a
+recommendation loss on the post-norm hidden state after ``<answer>``.
+
+The recommendation loss is a softmax of cos / tau over the whole catalog: the targets of the micro-batch are
+encoded live (with gradients, the item tower), every other item comes from a bank of item vectors that the
+model itself encoded a few steps ago (refreshed every ``bank_refresh_every`` steps). The user's earlier items
+are masked as at evaluation (``r2ec.exclusion``). Prompts, rendering, pooling and exclusion are the shared core's.
+
+Sized for CPUs: bfloat16 weights, LoRA on the top layers only (the lower layers need no backward pass),
+micro-batches with gradient accumulation so peak memory stays flat, and a checkpoint every few steps so a long
+run spans several sittings (``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model_export.data.format import Dataset
+from model_export.data.splits import Sample
+from model_export.data.splits import split as make_split
+from model_export.evaluate import select_samples
+from model_export.evidence import build_evidence
+from r2ec import logs
+from r2ec.chat import ChatRenderer
+from r2ec.encoder import encode, pad_id_of, pad_right
+from r2ec.exclusion import excluded_rows
+from r2ec.metrics import summarize
+from r2ec.pooling import backbone, last_token_pool
+from r2ec.prompts import history_window, item_text, user_prompt
+from r2ec.templates import PromptTemplates
+from training.traces import render_trace
+
+log = logs.get(__name__)
+
+
+@dataclass
+class SFTConfig:
+    protocol: str = "loo"
+    batch_size: int = 8
+    micro_batch: int = 2
+    max_steps: int = 300
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    lm_weight: float = 1.0
+    rec_weight: float = 1.0
+    tau: float = 0.02
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    lora_top_layers: int = 8  # 0 = every layer
+    bf16: bool = True
+    bank_refresh_every: int = 25
+    live_negatives: int = 6  # random items per micro-batch encoded live too, so "live vs stale bank" never tells
+    eval_every: int = 50
+    eval_samples: int = 200
+    save_every: int = 10
+    time_limit_s: float = 0.0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SFTTrainer:
+    def __init__(
+        self,
+        cfg: SFTConfig,
+        model_dir: Path,
+        data_dir: Path,
+        out_dir: Path,
+        templates: PromptTemplates,
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        from peft import LoraConfig, PeftModel, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg, self.out, self.templates, self.progress, self.model_dir = cfg, out_dir, templates, progress, model_dir
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.rng = random.Random(cfg.seed + 1)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.pad = pad_id_of(self.tokenizer)
+        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+        ckpt = out_dir / "checkpoint"
+        if resume and (ckpt / "adapter_config.json").is_file():
+            self.model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
+        else:
+            layers = int(base.config.num_hidden_layers)
+            top = cfg.lora_top_layers
+            lora = LoraConfig(
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=cfg.lora_targets,
+                layers_to_transform=list(range(layers - top, layers)) if 0 < top < layers else None,
+                task_type="CAUSAL_LM",
+            )
+            self.model = get_peft_model(base, lora)
+        self.renderer = ChatRenderer(self.tokenizer, templates)
+        data = Dataset.load(data_dir)
+        self.catalog = data.catalog
+        self.evidence, self.evidence_info = build_evidence(data_dir, self.catalog, cfg.protocol, templates.window_size)  # type: ignore[arg-type]
+        splits = make_split(data.timelines(), cfg.protocol, templates.window_size)  # type: ignore[arg-type]
+        self.train_samples = list(splits["train"])
+        self.valid_samples = select_samples(splits["valid"], cfg.eval_samples, seed=cfg.seed)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step, self.best = 0, -1.0
+        self.bank: torch.Tensor | None = None
+        if resume and (ckpt / "state.json").is_file():
+            state = json.loads((ckpt / "state.json").read_text())
+            self.step, self.best = state["step"], state["best"]
+            self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+            log.info("resumed", extra={"step": self.step, "best": self.best})
+        answer_ids = self.tokenizer(templates.answer, add_special_tokens=False)["input_ids"]
+        self.answer_len = len(answer_ids)
+
+    # -- sequences -------------------------------------------------------------------------------------------------
+    def message(self, s: Sample) -> str:
+        return user_prompt(s.history, self.catalog, s.now, self.templates, self.evidence)
+
+    def trace(self, s: Sample) -> str:
+        return render_trace(s.history, self.catalog, self.templates, self.evidence)
+
+    def user_sequence(self, s: Sample) -> tuple[list[int], int]:
+        """prompt + trace + ``<answer>`` ids and where the completion (trace + ``<answer>``) starts."""
+        msg = self.message(s)
+        ids = self.renderer.user_sequence_ids(msg, self.trace(s))
+        return ids, len(self.renderer.generation_prompt_ids(msg))
+
+    def item_sequences(self, rows: Sequence[int]) -> list[list[int]]:
+        t = self.templates
+        return [self.renderer.item_sequence_ids(t.item_prompt, item_text(self.catalog.items[r], t)) for r in rows]
+
+    def refresh_bank(self) -> torch.Tensor:
+        self.model.eval()
+        seqs = self.item_sequences(range(len(self.catalog)))
+        bar = tqdm(total=len(seqs), desc="item bank", unit="item", disable=not self.progress, leave=False)
+        vectors = encode(self.model, seqs, self.pad, batch_size=32, progress=bar.update)
+        bar.close()
+        self.bank = torch.from_numpy(vectors)
+        return self.bank
+
+    def masked(self, s: Sample) -> list[int]:
+        mask = "seen" if self.cfg.protocol == "loo" else "window"
+        return excluded_rows(self.catalog, history_window(s.history, self.templates), s.seen, mask)  # type: ignore[arg-type]
+
+    # -- losses ----------------------------------------------------------------------------------------------------
+    def micro_step(self, samples: Sequence[Sample], scale: float) -> dict[str, float]:
+        assert self.bank is not None
+        device = next(self.model.parameters()).device
+        seqs = [self.user_sequence(s) for s in samples]
+        ids, mask = pad_right([q for q, _ in seqs], self.pad, device)
+        hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
+        users = F.normalize(last_token_pool(hidden, mask).float(), dim=-1)
+        # LM loss over trace + <answer> (the tokens generation must produce), mean over tokens.
+        head = self.model.get_output_embeddings()
+        lm_terms, n_tok = [], 0
+        for i, (q, start) in enumerate(seqs):
+            end = len(q)
+            if end <= start:
+                continue
+            logits = head(hidden[i, start - 1 : end - 1]).float()
+            lm_terms.append(F.cross_entropy(logits, ids[i, start:end], reduction="sum"))
+            n_tok += end - start
+        lm_loss = torch.stack(lm_terms).sum() / max(n_tok, 1) if lm_terms else torch.zeros((), device=device)
+        # Recommendation loss over the whole catalog: live vectors for this micro-batch's targets, bank for the rest.
+        targets = [self.catalog.row_of[s.target.item_id] for s in samples]
+        negatives = [r for r in self.rng.sample(range(len(self.catalog)), self.cfg.live_negatives) if r not in targets]
+        live_rows = list(dict.fromkeys(targets + negatives))
+        iids, imask = pad_right(self.item_sequences(live_rows), self.pad, device)
+        live = F.normalize(
+            last_token_pool(
+                backbone(self.model)(input_ids=iids, attention_mask=imask).last_hidden_state, imask
+            ).float(),
+            dim=-1,
+        )
+        # Two fair comparisons, never live against stale: (a) the user against the whole bank, the target's bank
+        # vector included (trains the user side over every negative); (b) the user against the live vectors of
+        # the targets and random negatives (trains the item tower too).
+        cols = torch.tensor(targets, device=device)
+        logits = users @ self.bank.to(device).T / self.cfg.tau
+        for i, s in enumerate(samples):
+            banned = [r for r in self.masked(s) if r != targets[i]]
+            if banned:
+                logits[i, banned] = float("-inf")
+        live_logits = users @ live.T / self.cfg.tau
+        same = torch.tensor([[r == t for r in live_rows] for t in targets], device=device)
+        own = torch.tensor([live_rows.index(t) for t in targets], device=device)
+        live_logits = live_logits.masked_fill(
+            same & (torch.arange(len(live_rows), device=device) != own[:, None]), float("-inf")
+        )
+        rec_loss = F.cross_entropy(logits, cols) + F.cross_entropy(live_logits, own)
+        loss = self.cfg.lm_weight * lm_loss + self.cfg.rec_weight * rec_loss
+        (loss * scale).backward()
+        with torch.no_grad():
+            ranks = (logits > logits.gather(1, cols.unsqueeze(1))).sum(dim=1).float()
+        return {
+            "lm_loss": float(lm_loss.detach()),
+            "rec_loss": float(rec_loss.detach()),
+            "rank": float(ranks.mean()),
+            "tokens": float(mask.sum() + imask.sum()),
+        }
+
+    def train_step(self, batch: Sequence[Sample]) -> dict[str, float]:
+        started = time.perf_counter()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        m = self.cfg.micro_batch
+        parts = [batch[i : i + m] for i in range(0, len(batch), m)]
+        stats = [self.micro_step(p, len(p) / len(batch)) for p in parts]
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.cfg.grad_clip
+        )
+        self.optimizer.step()
+        self.step += 1
+        seconds = time.perf_counter() - started
+        tokens = sum(x["tokens"] for x in stats)
+        return {
+            "step": self.step,
+            "lm_loss": float(np.mean([x["lm_loss"] for x in stats])),
+            "rec_loss": float(np.mean([x["rec_loss"] for x in stats])),
+            "target_rank_mean": float(np.mean([x["rank"] for x in stats])),
+            "grad_norm": float(grad_norm),
+            "step_s": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1),
+        }
+
+    # -- validation: teacher-forced traces (what greedy generation reproduces when the LM has learnt them) -----
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        bank = self.refresh_bank().numpy()
+        self.model.eval()
+        seqs = [self.user_sequence(s)[0] for s in self.valid_samples]
+        users = encode(self.model, seqs, self.pad, batch_size=8)
+        ranks: list[int | None] = []
+        for u, s in zip(users, self.valid_samples, strict=True):
+            scores = bank @ u
+            scores[self.masked(s)] = -np.inf
+            t = self.catalog.row_of[s.target.item_id]
+            r = int(np.sum(scores > scores[t]))
+            ranks.append(r if r < 20 and np.isfinite(scores[t]) else None)
+        return {f"valid_{k}": v for k, v in summarize(ranks).items()}
+
+    # -- persistence -----------------------------------------------------------------------------------------------
+    def save_adapter(self, path: Path) -> None:
+        import shutil
+
+        tmp = path.with_name(path.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        self.model.save_pretrained(str(tmp))
+        (tmp / "training_config.json").write_text(json.dumps({"stage": "sft", **self.cfg.to_dict()}, indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+
+    def checkpoint(self) -> None:
+        ckpt = self.out / "checkpoint"
+        self.save_adapter(ckpt)
+        torch.save(self.optimizer.state_dict(), ckpt / "optimizer.pt")
+        (ckpt / "state.json").write_text(json.dumps({"step": self.step, "best": self.best}))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log.info("sft", extra=record)
+
+    def train(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "training_config.json").write_text(
+            json.dumps(
+                {
+                    "stage": "sft",
+                    **cfg.to_dict(),
+                    "base_model": str(self.model_dir),
+                    "templates": self.templates.to_dict(),
+                    "evidence": self.evidence_info,
+                },
+                indent=2,
+            )
+        )
+        started = time.monotonic()
+        rng = random.Random(cfg.seed * 7919 + self.step)
+        if self.step == 0:
+            first = self.validate()
+            self.best = first["valid_ndcg@10"]
+            self._log({"step": 0, **first})
+        else:
+            self.refresh_bank()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="SFT", unit="step", disable=not self.progress)
+        stop = "max_steps"
+        while self.step < cfg.max_steps:
+            if cfg.time_limit_s and time.monotonic() - started > cfg.time_limit_s:
+                stop = "time_limit"
+                break
+            record: dict[str, Any] = self.train_step(rng.sample(self.train_samples, cfg.batch_size))
+            if self.step % cfg.eval_every == 0:
+                record.update(self.validate())
+                if record["valid_ndcg@10"] > self.best:
+                    self.best = record["valid_ndcg@10"]
+                    self.save_adapter(self.out / "adapter")
+            elif cfg.bank_refresh_every and self.step % cfg.bank_refresh_every == 0:
+                self.refresh_bank()
+            self._log(record)
+            bar.update(1)
+            bar.set_postfix(lm=f"{record['lm_loss']:.3f}", rec=f"{record['rec_loss']:.3f}", best=f"{self.best:.4f}")
+            if self.step % cfg.save_every == 0:
+                self.checkpoint()
+        bar.close()
+        self.checkpoint()
+        if not (self.out / "adapter").exists():
+            self.save_adapter(self.out / "adapter")
+        summary = {
+            "stage": "sft",
+            "steps": self.step,
+            "best_valid_ndcg@10": self.best,
+            "stop": stop,
+            "seconds": round(time.monotonic() - started, 1),
+            "adapter": str(self.out / "adapter"),
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
