@@ -1,11 +1,12 @@
 """Locust traffic for r2ec-serve, built from a real dataset's user histories.
 
     locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 -u 8 -r 8 -t 60s \
-        --data ~/.cache/r2ec/data/ml-100k --csv results/locust --json
+        --data ~/.cache/r2ec/data/ml-100k --w-stream 1 --csv results/locust --json
 
 Mix (weights, all configurable): reasoning requests (fresh histories, never cached), reasoning-free requests,
 cache-hit requests (a small fixed pool of histories asked again and again) and, optionally, streaming requests
-that report time-to-first-token as the custom request type ``SSE`` / name ``ttft``.
+that report time to the first reasoning delta and to the result as custom request type ``SSE``, names ``ttft``
+and ``result`` (in locust's summary, CSV and JSON like any request).
 Modes: ``--mode concurrency`` (closed loop: each user sends its next request when the last returns) or
 ``--mode rate --rate R`` (open loop: Poisson arrivals at R requests/s spread over the users).
 """
@@ -21,6 +22,7 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
+from loadtests.sse import iter_sse
 from loadtests.stats import load_histories
 
 HISTORIES: list[list[dict[str, Any]]] = []
@@ -107,6 +109,8 @@ class R2ecUser(FastHttpUser):
 
     @task
     def stream(self) -> None:
+        """Read the SSE body as it arrives: time to the first reasoning delta (``SSE ttft``) and to the result
+        event (``SSE result``) are custom metrics; a stream without ``[DONE]`` or with ``event: error`` fails."""
         body = {
             "history": random.choice(HISTORIES),
             "k": 10,
@@ -114,28 +118,42 @@ class R2ecUser(FastHttpUser):
             "use_cache": False,
         }
         started = time.perf_counter()
-        first = None
-        ok = False
+        first: float | None = None
+        result: float | None = None
+        problem: str | None = None
         with self.client.post(
             "/v1/recommend/stream", json=body, name="stream", headers=self._headers(), stream=True, catch_response=True
         ) as r:
-            for line in r.iter_lines():
-                text = line.decode() if isinstance(line, bytes) else line
-                if first is None and text.startswith("event: reasoning"):
-                    first = time.perf_counter()
-                if text.startswith("data: [DONE]"):
-                    ok = True
-            if not ok:
-                r.failure("stream ended without [DONE]")
-        if first is not None:
-            events.request.fire(
-                request_type="SSE",
-                name="ttft",
-                response_time=(first - started) * 1000,
-                response_length=0,
-                exception=None,
-                context={},
-            )
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {(r.text or '')[:200]}")
+                return
+            done = False
+            for ev in iter_sse(r.iter_content(chunk_size=256, decode_content=True)):
+                now = time.perf_counter()
+                if ev.event == "reasoning" and first is None:
+                    first = now
+                elif ev.event == "result" and result is None:
+                    result = now
+                elif ev.event == "error":
+                    problem = f"event: error {ev.data[:200]}"
+                elif ev.data == "[DONE]":
+                    done = True
+            if problem is None and not done:
+                problem = "stream ended without [DONE]"
+            if problem is not None:
+                r.failure(problem)
+            else:
+                r.success()
+        for name, at in (("ttft", first), ("result", result)):
+            if at is not None and problem is None:
+                events.request.fire(
+                    request_type="SSE",
+                    name=name,
+                    response_time=(at - started) * 1000,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
 
 
 if __name__ == "__main__":

@@ -72,9 +72,35 @@ def test_overlay_promises(overlay):
     redis = by_kind(docs, "Deployment", "r2ec-redis")["spec"]["template"]["spec"]["containers"][0]
     assert "--maxmemory-policy" in redis["args"] and "--save" in redis["args"]
     by_kind(docs, "PodDisruptionBudget")
-    by_kind(docs, "Secret")
     if overlay == "gpu-bundle-image":
         assert pod["initContainers"][0]["name"] == "bundle"
         assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
     else:
         by_kind(docs, "PersistentVolumeClaim")
+
+
+def _secret_values(doc: dict) -> dict[str, str]:
+    return {**(doc.get("data") or {}), **(doc.get("stringData") or {})}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_apply_cannot_clobber_or_blank_the_operators_secret(overlay):
+    """The documented order is: the operator creates r2ec-api-keys, then `kubectl apply -k`. An overlay that
+    rendered that Secret would replace the operator's keys; one with an empty value would switch auth off."""
+    docs = render(overlay)
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            empty = [k for k, v in _secret_values(doc).items() if v in ("", None)]
+            assert not empty, f"{overlay}: Secret {doc['metadata']['name']} ships empty values {empty}"
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "r2ec-api-keys"], (
+        f"{overlay} renders r2ec-api-keys: applying it would overwrite the operator's keys"
+    )
+    pod = by_kind(docs, "Deployment", "r2ec")["spec"]["template"]["spec"]
+    refs = [e["secretRef"] for e in pod["containers"][0]["envFrom"] if "secretRef" in e]
+    assert refs == [{"name": "r2ec-api-keys", "optional": False}], refs  # fail closed when it is missing
+
+
+def test_the_documented_order_creates_the_secret_before_apply():
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    create = text.index("create secret generic r2ec-api-keys")
+    assert create < text.index("kubectl apply -k k8s/overlays/")
