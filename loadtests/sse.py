@@ -15,7 +15,7 @@ class SSEEvent:
 def iter_sse(chunks: Iterable[str | bytes]) -> Iterator[SSEEvent]:
     """Yield each event as soon as its blank line arrives; ``data: [DONE]`` comes through as event ``message``."""
     buffer = ""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for chunk in chunks:
         buffer += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
         while "\n" in buffer:
@@ -24,7 +24,7 @@ def iter_sse(chunks: Iterable[str | bytes]) -> Iterator[SSEEvent]:
             if not line:
                 if data:
                     yield SSEEvent(event, "\n".join(data))
-                event, data = "message", []
+                event, data = "message", list[str]()
             elif line.startswith("event:"):
                 event = line[6:].strip()
             elif line.startswith("data:"):

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 
@@ -25,6 +25,27 @@ def _setup_logging(level: str = "info") -> None:
     from r2ec import logs
 
     logs.setup(level)
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2: argument problems are reported before any heavy work starts."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _need_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        _fail(f"{what} {path} does not exist")
+
+
+def _need_dataset(path: Path) -> None:
+    if not (path / "dataset.json").is_file():
+        _fail(f"{path} is not a dataset directory (make one with r2ec data ...)")
+
+
+def _need_bundle(path: Path) -> None:
+    if not (path / "manifest.json").is_file():
+        _fail(f"{path} is not a bundle directory (no manifest.json)")
 
 
 def _threads(threads: int | None) -> None:
@@ -55,6 +76,12 @@ def data_amazon(
     min_items: Annotated[int, typer.Option(help="Extend the time window back until this many items.")] = 10_000,
 ) -> None:
     """Amazon Reviews 2023 with the paper's preprocessing (time window with back-off, title/price filters)."""
+    from r2ec.templates import AMAZON_CATEGORIES
+
+    _need_file(ratings, "ratings file")
+    _need_file(meta, "metadata file")
+    if category not in AMAZON_CATEGORIES:
+        _fail(f"unknown category {category!r}; one of {', '.join(sorted(AMAZON_CATEGORIES))}")
     _setup_logging()
     from model_export.data import amazon
     from model_export.data.splits import temporal_split
@@ -96,19 +123,29 @@ def export(
     evidence_protocol: Annotated[str, typer.Option(help="Protocol whose train split builds that table.")] = "loo",
 ) -> None:
     """Merge an optional adapter, encode every catalog item with the model itself, write a verified bundle."""
+    from r2ec.templates import DOMAINS, domain_templates
+
+    if out.exists() and not force:
+        _fail(f"{out} already exists (use --force to replace it)")
+    _need_file(base_model / "config.json", "base model config")
+    _need_file(catalog / "catalog.jsonl" if catalog.is_dir() else catalog, "catalog")
+    if adapter is not None:
+        _need_file(adapter / "adapter_config.json", "adapter config")
+    if domain not in DOMAINS:
+        _fail(f"unknown domain {domain!r}; known: {', '.join(sorted(DOMAINS))}")
+    if evidence_data is not None:
+        _need_dataset(evidence_data)
+    if index not in ("flat", "ivf", "hnsw"):
+        _fail(f"unknown index {index!r} (flat, ivf or hnsw)")
     _setup_logging()
     _threads(threads)
     from model_export.export import ExportConfig, run_export
     from r2ec.index import IndexSpec
-    from r2ec.templates import domain_templates
 
     tmpl = domain_templates(domain)
     if templates is not None:
         tmpl = tmpl.with_overrides(**json.loads(templates.read_text()))
     spec = IndexSpec(kind=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search)  # type: ignore[arg-type]
-    if out.exists() and not force:
-        typer.echo(f"error: {out} already exists (use --force to replace it)", err=True)
-        raise typer.Exit(2)
     evidence, evidence_source = None, None
     if evidence_data is not None:
         from model_export.evidence import build_evidence
@@ -198,6 +235,13 @@ def evaluate(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
 ) -> None:
     """Hit@5/10/20 and NDCG@5/10/20 over the full catalog, history excluded, greedy reasoning."""
+    _need_bundle(bundle)
+    _need_dataset(data)
+    if split not in ("valid", "test"):
+        _fail(f"unknown split {split!r} (valid or test)")
+    if backend not in ("transformers", "vllm"):
+        _fail(f"unknown backend {backend!r} (transformers or vllm)")
+    chosen_mask = _mask_for(protocol, mask)
     _setup_logging("warning")
     _threads(threads)
     from model_export.data.format import Dataset
@@ -205,8 +249,6 @@ def evaluate(
     from model_export.evaluate import evaluate as run_eval
     from model_export.evaluate import select_samples, write_results
     from r2ec.engine.base import GenerationOptions
-
-    chosen_mask = _mask_for(protocol, mask)
 
     async def main() -> dict[str, Any]:
         b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size)
@@ -266,15 +308,18 @@ def baseline(
     ] = None,
 ) -> None:
     """MostPopular, ItemKNN or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
+    _need_dataset(data)
+    if split not in ("valid", "test"):
+        _fail(f"unknown split {split!r} (valid or test)")
+    if method not in ("mostpop", "itemknn", "sasrec"):
+        _fail("method must be one of mostpop, itemknn, sasrec")
+    chosen_mask = _mask_for(protocol, mask)
     _setup_logging("warning")
     _threads(None)
-    from model_export.baselines.run import METHODS, result_name, run_baseline
+    from model_export.baselines.run import result_name, run_baseline
     from model_export.baselines.sasrec import SASRecConfig
     from model_export.data.format import Dataset
 
-    if method not in METHODS:
-        raise typer.BadParameter(f"method must be one of {', '.join(METHODS)}")
-    chosen_mask = _mask_for(protocol, mask)
     summary = run_baseline(
         method, data, cast(Any, protocol), cast(Any, split), chosen_mask, limit, window, SASRecConfig(epochs=epochs)
     )
@@ -289,10 +334,10 @@ def _mask_for(protocol: str, mask: str | None) -> Any:
     from r2ec.exclusion import MASKS
 
     if protocol not in ("loo", "temporal"):
-        raise typer.BadParameter(f"unknown protocol {protocol!r} (loo or temporal)")
+        _fail(f"unknown protocol {protocol!r} (loo or temporal)")
     chosen = mask or ("seen" if protocol == "loo" else "window")
     if chosen not in MASKS:
-        raise typer.BadParameter(f"unknown mask {chosen!r} (seen, window or none)")
+        _fail(f"unknown mask {chosen!r} (seen, window or none)")
     return chosen
 
 
@@ -329,6 +374,13 @@ def bench(
     import shlex
     import sys
 
+    if bundle is not None:
+        _need_bundle(bundle)
+    if data is not None:
+        _need_dataset(data)
+    unknown = set(scenarios.split(",")) - {"capture", "overhead", "scaling", "hot", "catalog"}
+    if unknown:
+        _fail(f"unknown scenarios {sorted(unknown)}")
     _setup_logging("warning")
     _threads(threads)
     from loadtests.bench import BenchConfig, run_bench
@@ -411,15 +463,20 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a LoRA adapter: stage sft (traces + recommendation loss) then recpo (RL); writes OUT/adapter."""
+    if stage not in ("sft", "recpo"):
+        _fail("stage must be sft or recpo")
+    _mask_for(protocol, None)
+    _need_dataset(data)
+    if bundle is not None:
+        _need_bundle(bundle)
+    elif base_model is None or domain is None:
+        _fail("give --bundle, or --base-model with --domain")
+    if init_adapter is not None:
+        _need_file(init_adapter / "adapter_config.json", "adapter config")
     _setup_logging("warning")
     _threads(None)
     from r2ec.templates import PromptTemplates, domain_templates
 
-    if stage not in ("sft", "recpo"):
-        raise typer.BadParameter("stage must be sft or recpo")
-    _mask_for(protocol, None)
-    if not (data / "dataset.json").is_file():
-        raise typer.BadParameter(f"{data} is not a dataset directory (run r2ec data ... first)")
     if bundle is not None:
         from model_export.bundle import load_bundle
 
@@ -428,7 +485,7 @@ def train(
     elif base_model is not None and domain is not None:
         model_dir, templates = base_model, domain_templates(domain)
     else:
-        raise typer.BadParameter("give --bundle, or --base-model with --domain")
+        _fail("give --bundle, or --base-model with --domain")
     assert isinstance(templates, PromptTemplates)
     summary: dict[str, Any]
     if stage == "sft":
