@@ -19,6 +19,7 @@ import numpy as np
 
 from r2ec import logs
 from r2ec.catalog import Event
+from r2ec.logs import redact as redact_url
 
 log = logs.get(__name__)
 
@@ -155,7 +156,6 @@ class RedisCache(Cache):
         self._healthy = False
         self._last_error = ""
         self._probe: asyncio.Task[None] | None = None
-        self.errors = 0
 
     # -- health ----------------------------------------------------------------------------------------------
     @property
@@ -167,15 +167,16 @@ class RedisCache(Cache):
 
     def _ok(self) -> None:
         if not self._healthy:
-            log.info("redis available", extra={"url": self.url})
+            log.info("redis available", extra={"url": redact_url(self.url)})
         self._healthy = True
+        self._last_error = ""  # a recovered cache reports no old error
 
     def _failed(self, exc: BaseException) -> None:
-        self.errors += 1
         if self._healthy:
-            log.warning("redis unavailable; serving uncached", extra={"url": self.url, "error": repr(exc)})
+            log.warning("redis unavailable; serving uncached", extra={"url": redact_url(self.url), "error": repr(exc)})
         self._healthy = False
-        self._last_error = repr(exc)
+        # Clients and /ready see the kind of failure only; addresses and messages stay in the log.
+        self._last_error = type(exc).__name__
 
     async def start(self) -> None:
         await self.ping()
@@ -232,7 +233,7 @@ class RedisCache(Cache):
                 result: list[Any] = await pipe.execute()
         except Exception as exc:
             self._failed(exc)
-            raise StoreUnavailable(f"user store unavailable: {exc}") from exc
+            raise StoreUnavailable("user store unavailable") from exc
         self._ok()
         return result
 

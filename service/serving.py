@@ -100,10 +100,10 @@ class RecommendService:
             assert cache is not None
             try:
                 found = await cache.get_events(req.user_id)
-            except StoreUnavailable as exc:
+            except StoreUnavailable:
                 if not req.history:
                     raise ApiError(
-                        ErrorType.DEPENDENCY, f"user contexts are unavailable ({exc}); send history", "user_id"
+                        ErrorType.DEPENDENCY, "user contexts are unavailable right now; send history", "user_id"
                     ) from None
                 found = None  # degrade: rank on the history the client sent
                 log.warning("user store down; using request history only", extra={"user_id": req.user_id})

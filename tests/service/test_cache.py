@@ -114,3 +114,22 @@ async def test_local_cache_lru_ttl_and_event_cap():
 
     events = await cache.append_events("u", [Event(str(i), float(i)) for i in range(5)])
     assert [e.item_id for e in events] == ["2", "3", "4"]
+
+
+def test_ready_sees_an_outage_without_any_traffic(tiny_bundle):
+    """The cache is probed on its own schedule: no request has to hit Redis for /ready to notice."""
+    redis_proc = RedisProcess()
+    redis_proc.start()
+    srv = make_server(tiny_bundle, redis_url=redis_proc.url).start()
+    try:
+        assert httpx.get(srv.url + "/ready").json()["cache"]["status"] == "ok"
+        redis_proc.stop()
+        started = time.monotonic()
+        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "degraded")
+        assert time.monotonic() - started < 10
+        redis_proc.start()
+        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "ok")
+        assert httpx.get(srv.url + "/ready").json()["cache"].get("last_error") is None  # no stale error after recovery
+    finally:
+        srv.stop()
+        redis_proc.stop()
