@@ -32,7 +32,7 @@ import numpy as np
 from r2ec.catalog import Catalog
 from r2ec.evidence import EVIDENCE_FILE, CoInteractions
 from r2ec.index import IndexSpec, load_index
-from r2ec.templates import PromptTemplates
+from r2ec.templates import GenerationDefaults, PromptTemplates
 
 FORMAT = "r2ec-bundle"
 FORMAT_VERSION = 1
@@ -106,6 +106,11 @@ class Bundle:
     @property
     def templates(self) -> PromptTemplates:
         return PromptTemplates.from_dict(self.manifest["templates"])
+
+    @property
+    def generation(self) -> GenerationDefaults:
+        """Serving defaults the exporter recorded (older bundles: the built-in defaults)."""
+        return GenerationDefaults.from_dict(self.manifest.get("generation"))
 
     @property
     def index_spec(self) -> IndexSpec:

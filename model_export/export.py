@@ -40,7 +40,7 @@ from r2ec.evidence import EVIDENCE_FILE, CoInteractions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
 from r2ec.prompts import item_text
 from r2ec.scoring import TAU
-from r2ec.templates import PromptTemplates
+from r2ec.templates import GenerationDefaults, PromptTemplates, domain_generation
 
 log = logs.get(__name__)
 _MODEL_FILES = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.py")
@@ -63,6 +63,7 @@ class ExportConfig:
     force: bool = False
     name: str | None = None
     progress: bool = True
+    generation: GenerationDefaults | None = None  # serving defaults; None = the domain's (domain_generation)
     evidence: CoInteractions | None = None  # co-interaction table for prompts whose templates enable evidence
     evidence_source: dict[str, Any] | None = None  # where the table came from (dataset, protocol), for the manifest
 
@@ -178,6 +179,10 @@ def run_export(cfg: ExportConfig) -> Path:
         vectors = encode_catalog(
             model, tokenizer, catalog, cfg.templates, work, cfg.batch_size, cfg.chunk_size, cfg.progress
         )
+        renderer = ChatRenderer(tokenizer, cfg.templates)
+        truncated = sum(
+            renderer.item_overflows(cfg.templates.item_prompt, item_text(it, cfg.templates)) for it in catalog
+        )
         catalog.write_jsonl(staging / CATALOG)
         np.save(staging / VECTORS, vectors)
         index = build_index(vectors, cfg.index)
@@ -197,6 +202,7 @@ def run_export(cfg: ExportConfig) -> Path:
             "name": cfg.name or cfg.out.name,
             "domain": cfg.domain,
             "templates": cfg.templates.to_dict(),
+            "generation": (cfg.generation or domain_generation(cfg.domain)).to_dict(),
             "tau": cfg.tau,
             "model": {
                 "base": str(cfg.base_model),
@@ -216,7 +222,7 @@ def run_export(cfg: ExportConfig) -> Path:
                 "encode_dtype": cfg.encode_dtype,
             },
             "index": index_info,
-            "counts": {"items": len(catalog)},
+            "counts": {"items": len(catalog), "items_truncated": truncated},
             "evidence": None
             if cfg.evidence is None
             else {"neighbors": int(cfg.evidence.neighbors.shape[1]), **(cfg.evidence_source or {})},

@@ -53,6 +53,11 @@ class ChatRenderer:
             ids = self._ids(self.render_continued(user_message, reasoning + answer))
         return ids
 
+    def item_overflows(self, item_prompt: str, text: str) -> bool:
+        """Whether ``item_sequence_ids`` has to shorten this item's text to fit ``item_max_tokens``."""
+        full = self._ids(self.render_continued(item_message(item_prompt, text), self.templates.answer))
+        return len(full) > self.templates.item_max_tokens
+
     def item_sequence_ids(self, item_prompt: str, text: str) -> list[int]:
         """Item sequence, capped at ``item_max_tokens`` by right-truncating the item text, never the suffix."""
         answer = self.templates.answer

@@ -5,8 +5,8 @@ Titles always come from the catalog, never from the client, so no client text is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import timedelta
 
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.evidence import Candidate, CoInteractions
@@ -14,13 +14,19 @@ from r2ec.templates import PromptTemplates
 
 
 def format_delta(seconds: float) -> str:
-    """Human-readable age of an event, exactly as the authors format it: ``3d 4.5h ago``, ``5h 12.0min ago``."""
-    delta = timedelta(seconds=max(0.0, seconds))
-    hours, remainder = divmod(delta.seconds, 3600)
-    minutes_int, secs = divmod(remainder, 60)
-    minutes = minutes_int + (secs + delta.microseconds / 1e6) / 60
-    if delta.days > 0:
-        return f"{delta.days}d {hours + minutes / 60:.1f}h ago"
+    """Human-readable age of an event, exactly as the authors format it: ``3d 4.5h ago``, ``5h 12.0min ago``.
+
+    Whole seconds, as theirs: they format a ``timedelta``'s ``days`` and ``seconds`` and never its microseconds,
+    so 9.001 s is ``0.1min ago``. Integer arithmetic, so no age can overflow (``timedelta`` stops at 1e9 days).
+    Ages are differences of unix times (time-zone free); the authors subtract local datetimes, which differ by
+    an hour across a daylight-saving change in a DST zone: a deliberate difference (docs/bundles.md).
+    """
+    whole = int(seconds) if math.isfinite(seconds) and seconds > 0 else 0
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest / 60
+    if days > 0:
+        return f"{days}d {hours + minutes / 60:.1f}h ago"
     if hours > 0:
         return f"{hours}h {minutes:.1f}min ago"
     return f"{minutes:.1f}min ago"

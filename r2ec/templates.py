@@ -107,3 +107,34 @@ def domain_templates(name: str) -> PromptTemplates:
         return DOMAINS[name]
     except KeyError:
         raise ValueError(f"unknown domain {name!r}; known: {', '.join(sorted(DOMAINS))}") from None
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """How a bundle's model is served unless a request or a flag says otherwise (recorded in the manifest)."""
+
+    max_reasoning_tokens: int = 128
+    dtype: str = "float32"
+    stop: str = ANSWER
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GenerationDefaults:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+# The authors evaluate their checkpoints with a 640-token reasoning budget in bfloat16; a shorter budget cuts their
+# reasoning and changes the vector, so imported checkpoints are served that way by default.
+AUTHORS_GENERATION = GenerationDefaults(max_reasoning_tokens=640, dtype="bfloat16")
+_GENERATION = {
+    **{d: AUTHORS_GENERATION for d in AMAZON_CATEGORIES.values()},
+    "movies": GenerationDefaults(),
+    "movies_evidence": GenerationDefaults(max_reasoning_tokens=160),
+}
+
+
+def domain_generation(name: str) -> GenerationDefaults:
+    return _GENERATION.get(name, GenerationDefaults())

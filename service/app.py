@@ -175,10 +175,11 @@ async def load_components(state: ServiceState, engine_factory: Any = None) -> No
     else:
         bundle_path = s.bundle
     bundle = await asyncio.to_thread(load_bundle, bundle_path, s.verify_bundle)
+    state.bundle = bundle  # serving defaults (dtype, reasoning budget) come from it
     tokenizer = await asyncio.to_thread(lambda: bundle.tokenizer)
     engine_settings = EngineSettings(
         backend=s.backend,
-        dtype=s.dtype,
+        dtype=state.dtype,
         device=s.device,
         max_batch=s.max_batch,
         batch_wait_ms=s.batch_wait_ms,

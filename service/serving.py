@@ -73,11 +73,12 @@ class RecommendService:
         k = req.k if req.k is not None else s.default_k
         if k > s.max_k:
             raise ApiError(ErrorType.VALIDATION, f"k must be at most {s.max_k}", "k")
-        budget = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else s.default_reasoning_tokens
-        if budget > s.max_reasoning_tokens:
+        st = self.state
+        budget = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else st.default_reasoning_tokens
+        if budget > st.max_reasoning_tokens:
             raise ApiError(
                 ErrorType.VALIDATION,
-                f"max_reasoning_tokens must be at most {s.max_reasoning_tokens}",
+                f"max_reasoning_tokens must be at most {st.max_reasoning_tokens}",
                 "max_reasoning_tokens",
             )
         if len(req.history) > s.max_history:

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
     verify_bundle: bool = Field(True, description="Check every bundle checksum at start.")
     # engine
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Inference backend.")
-    dtype: str = Field("float32", description="Model dtype: float32, bfloat16, float16.")
+    dtype: str | None = Field(
+        None, description="Model dtype: float32, bfloat16, float16; empty = the bundle's (generation.dtype)."
+    )
     device: str = Field("cpu", description="Device for the transformers backend (cpu, cuda).")
     threads: int | None = Field(None, description="Torch CPU threads (default: all cores).")
     max_batch: int = Field(8, description="Max requests batched together (transformers) / max running seqs (vLLM).")
@@ -42,8 +44,12 @@ class Settings(BaseSettings):
     # API limits and defaults
     default_k: int = Field(10, description="Items returned when k is not given.")
     max_k: int = Field(100, description="Largest k accepted.")
-    default_reasoning_tokens: int = Field(128, description="Reasoning budget when not given.")
-    max_reasoning_tokens: int = Field(512, description="Largest reasoning budget accepted.")
+    default_reasoning_tokens: int | None = Field(
+        None, description="Reasoning budget when a request gives none; empty = the bundle's (generation)."
+    )
+    max_reasoning_tokens: int = Field(
+        1024, description="Largest reasoning budget accepted (also bounded by max_model_len minus the prompt cap)."
+    )
     max_history: int = Field(500, description="Most history events accepted per request.")
     # caches
     redis_url: str | None = Field(None, description="redis://host:port/db; empty = in-process cache.")
@@ -62,7 +68,7 @@ class Settings(BaseSettings):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("bundle", "redis_url", "threads", mode="before")
+    @field_validator("bundle", "redis_url", "threads", "dtype", "default_reasoning_tokens", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

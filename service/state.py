@@ -29,6 +29,28 @@ class ServiceState:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
+    def dtype(self) -> str:
+        """The flag if given, else the bundle's recorded serving dtype."""
+        if self.settings.dtype:
+            return self.settings.dtype
+        return self.bundle.generation.dtype if self.bundle is not None else "float32"
+
+    @property
+    def default_reasoning_tokens(self) -> int:
+        """The flag if given, else the bundle's recorded reasoning budget (never above the cap)."""
+        if self.settings.default_reasoning_tokens is not None:
+            value = self.settings.default_reasoning_tokens
+        else:
+            value = self.bundle.generation.max_reasoning_tokens if self.bundle is not None else 128
+        return min(value, self.max_reasoning_tokens)
+
+    @property
+    def max_reasoning_tokens(self) -> int:
+        """The flag's cap, bounded by the context: prompt (user_max_tokens) + reasoning must fit max_model_len."""
+        prompt = self.bundle.templates.user_max_tokens if self.bundle is not None else 2048
+        return max(1, min(self.settings.max_reasoning_tokens, self.settings.max_model_len - min(prompt, 2048)))
+
+    @property
     def ready(self) -> bool:
         return not self.draining and self.recommender is not None and self.engine is not None and self.engine.ready
 

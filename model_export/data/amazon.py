@@ -3,9 +3,11 @@
 Input: a category's 5-core ``rating_only`` CSV (user_id, parent_asin, rating, timestamp in ms) and its item
 metadata JSONL (parent_asin, title, average_rating, rating_number, description, price). Steps:
 
-1. keep items whose title has at most 20 words and whose price parses as a number;
-2. keep interactions from 2022-10 through 2023-10; while the window holds fewer than ``min_items`` items, extend
-   its start back three months at a time (until it covers all data);
+1. clean titles as the authors do (HTML entities unescaped, every non-ASCII character a space, surrounding quotes
+   stripped); keep items whose title has at most 20 words and whose price parses as a plain number (``float()``:
+   ``"$19.99"`` or ``"1,299.00"`` do not, and those items are dropped, as theirs are);
+2. keep interactions from 2022-10-01 up to, not including, 2023-10-01 (UTC); while the window holds fewer than
+   ``min_items`` items, extend its start back three months at a time (until it covers all data);
 3. write the catalog and interaction log in the project's format. Samples (every position >= 1, window 20) and
    the global temporal 80/10/10 split are derived by ``model_export.data.splits``.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import html
 import json
+import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,9 +30,9 @@ from r2ec.catalog import Catalog, Item
 from r2ec.templates import AMAZON_CATEGORIES
 
 WINDOW_START = (2022, 10)
-WINDOW_END = (2023, 10)  # inclusive month
+WINDOW_END = (2023, 10)  # exclusive: the window ends at the first instant of this month, as the authors' does
 MAX_TITLE_WORDS = 20
-_PRICE = re.compile(r"^\s*\$?\s*(\d+(?:,\d{3})*(?:\.\d+)?)\s*$")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def _open(path: Path) -> IO[str]:
@@ -38,12 +42,23 @@ def _open(path: Path) -> IO[str]:
 
 
 def parse_price(value: Any) -> float | None:
+    """The price as the authors read it: whatever ``float()`` accepts, else None (the item is dropped)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _PRICE.match(str(value))
-    return float(match.group(1).replace(",", "")) if match else None
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        return None
+    return price if math.isfinite(price) else None
+
+
+def clean_title(raw: str) -> str:
+    """HTML entities unescaped, non-ASCII characters replaced by spaces, surrounding quotes stripped.
+
+    ``&quot;Rock &amp; Roll&quot; Hits`` -> ``Rock & Roll" Hits`` (only the leading quote is surrounding).
+    """
+    text = _NON_ASCII.sub(" ", html.unescape(raw)).strip()
+    return text.strip("\"'").strip()
 
 
 def month_start(year: int, month: int) -> float:
@@ -65,7 +80,7 @@ def read_meta(path: Path) -> Iterator[dict[str, Any]]:
 def eligible_items(meta_path: Path) -> dict[str, Item]:
     items: dict[str, Item] = {}
     for m in read_meta(meta_path):
-        title = (m.get("title") or "").strip()
+        title = clean_title(str(m.get("title") or ""))
         if not title or len(title.split()) > MAX_TITLE_WORDS or parse_price(m.get("price")) is None:
             continue
         description = m.get("description") or []
@@ -108,7 +123,7 @@ def preprocess(ratings_path: Path, meta_path: Path, category: str, min_items: in
     if not ratings:
         raise ValueError("no interaction survives the title/price filters")
     earliest = min(x.timestamp for x in ratings)
-    end = month_start(*add_months(*WINDOW_END, 1))
+    end = month_start(*WINDOW_END)
     start_ym = WINDOW_START
     while True:
         start = month_start(*start_ym)
@@ -125,7 +140,10 @@ def preprocess(ratings_path: Path, meta_path: Path, category: str, min_items: in
         interactions=kept,
         info={
             "source": f"Amazon Reviews 2023 {category} ({ratings_path.name}, {meta_path.name})",
-            "window": {"start": f"{start_ym[0]}-{start_ym[1]:02d}", "end": f"{WINDOW_END[0]}-{WINDOW_END[1]:02d}"},
+            "window": {
+                "start": f"{start_ym[0]}-{start_ym[1]:02d}-01",
+                "end_exclusive": f"{WINDOW_END[0]}-{WINDOW_END[1]:02d}-01",
+            },
             "min_items": min_items,
         },
     )

@@ -51,8 +51,9 @@ def temporal_split(
     samples = [s for user, tl in timelines.items() for s in samples_of(user, tl, window)]
     samples.sort(key=lambda s: (s.target.timestamp, s.user_id, s.position))
     n = len(samples)
-    n_train = round(n * fractions[0])
-    n_valid = round(n * fractions[1])
+    # Rounded down, as the authors' split does (int(), not round()).
+    n_train = int(n * fractions[0])
+    n_valid = int(n * fractions[1])
     return {
         "train": samples[:n_train],
         "valid": samples[n_train : n_train + n_valid],

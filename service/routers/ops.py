@@ -53,6 +53,7 @@ async def info(request: Request) -> dict[str, Any]:
         "service": "r2ec-serve",
         "version": r2ec.__version__,
         "backend": st.settings.backend,
+        "dtype": st.dtype,
         "capture": st.engine.stats().get("capture") if st.engine is not None else None,
         "bundle": None
         if b is None
@@ -68,10 +69,12 @@ async def info(request: Request) -> dict[str, Any]:
             "tau": b.tau,
             "index": b.manifest["index"],
             "window_size": b.templates.window_size,
+            "generation": b.generation.to_dict(),
         },
         "limits": {
             "max_k": st.settings.max_k,
-            "max_reasoning_tokens": st.settings.max_reasoning_tokens,
+            "max_reasoning_tokens": st.max_reasoning_tokens,
+            "default_reasoning_tokens": st.default_reasoning_tokens,
             "max_history": st.settings.max_history,
             "max_body_bytes": st.settings.max_body_bytes,
             "request_timeout_s": st.settings.request_timeout_s,

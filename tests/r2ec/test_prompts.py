@@ -12,6 +12,20 @@ def test_format_delta_matches_the_authors_format():
     assert format_delta(-30) == "0.0min ago"  # events after "now" never produce negative ages
 
 
+def test_format_delta_uses_whole_seconds_like_the_authors():
+    # The authors format timedelta.days / .seconds and ignore microseconds.
+    assert format_delta(0) == "0.0min ago"
+    assert format_delta(9.001) == "0.1min ago"  # 9 s / 60 = 0.15 -> '0.1' (ours used to say 0.2min)
+    assert format_delta(15.5) == "0.2min ago"  # 15 s -> 0.25 -> '0.2'
+    assert format_delta(135.2) == "2.2min ago"  # 135 s -> 2.25 -> '2.2'
+    assert format_delta(5 * 3600 + 15.7) == "5h 0.2min ago"  # 15 s -> 0.25 -> '0.2'
+
+
+def test_format_delta_never_overflows():
+    assert format_delta(9e13) == f"{int(9e13) // 86400}d 16.0h ago"
+    assert format_delta(float("inf")) == "0.0min ago" and format_delta(float("nan")) == "0.0min ago"
+
+
 def test_user_prompt_renders_exactly_as_the_reference():
     catalog = Catalog([Item("a", "Guitar Strings"), Item("b", "Tuner Pro")])
     now = 1_700_000_000.0

@@ -12,11 +12,11 @@ def _timelines():
 
 def test_temporal_split_is_global_by_target_time():
     s = temporal_split(_timelines(), window=2, fractions=(0.5, 0.25))
-    # 6 samples at target times 20, 25, 30, 60, 90, 100 -> 3 / 2 (rounded 1.5) / rest
+    # 6 samples at target times 20, 25, 30, 60, 90, 100 -> 3 / 1 (1.5 rounded down, as the authors) / rest
     assert [x.target.timestamp for x in s["train"]] == [20, 25, 30]
-    assert [x.target.timestamp for x in s["valid"]] == [60, 90]
-    assert [x.target.timestamp for x in s["test"]] == [100]
-    last_a = s["valid"][1]
+    assert [x.target.timestamp for x in s["valid"]] == [60]
+    assert [x.target.timestamp for x in s["test"]] == [90, 100]
+    last_a = s["test"][0]
     assert [e.item_id for e in last_a.history] == ["2", "3"]  # window 2
     assert last_a.now == 90
 
