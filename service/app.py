@@ -19,9 +19,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import r2ec
 from r2ec import logs
 from service.cache import Cache, LocalCache, RedisCache
-from service.errors import ApiError, ErrorType, error_body, error_response, field_path
+from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
 from service.metrics import Metrics
 from service.routers import items, ops, recommend, users
+from service.serving import RecommendService
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -128,9 +129,18 @@ def _request_id(request: Request) -> str | None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc, _request_id(request))
+    async def _mapped(request: Request, exc: Exception) -> JSONResponse:
+        err = to_api_error(exc)
+        if not isinstance(exc, ApiError):
+            log.warning(
+                "request failed",
+                extra={"request_id": _request_id(request), "error": repr(exc), "type": err.type.value},
+            )
+        return error_response(err, _request_id(request))
+
+    kinds: list[type[Exception]] = [ApiError, *(k for k, _, _ in EXCEPTIONS)]
+    for kind in kinds:
+        app.add_exception_handler(kind, _mapped)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -150,9 +160,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: ErrorType.NOT_FOUND, 401: ErrorType.UNAUTHORIZED, 413: ErrorType.PAYLOAD_TOO_LARGE}.get(
-            exc.status_code, ErrorType.BAD_REQUEST
-        )
+        kind = {
+            404: ErrorType.NOT_FOUND,
+            401: ErrorType.UNAUTHORIZED,
+            405: ErrorType.METHOD_NOT_ALLOWED,
+            413: ErrorType.PAYLOAD_TOO_LARGE,
+        }.get(exc.status_code, ErrorType.BAD_REQUEST)
         body = error_body(kind, str(exc.detail), _request_id(request))
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
@@ -260,6 +273,7 @@ def create_app(settings: Settings | None = None, engine_factory: Any = None) -> 
         lifespan=lifespan,
     )
     app.state.r2ec = state
+    app.state.r2ec_service = RecommendService(state)
     install_error_handlers(app)
     for router in (recommend.router, users.router, items.router, ops.router):
         app.include_router(router)

@@ -12,18 +12,23 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from r2ec.engine.base import EngineClosed, EngineOverloaded, InvalidRequest
+from service.cache import StoreUnavailable
+
 
 class ErrorType(StrEnum):
     BAD_REQUEST = "bad_request"
     VALIDATION = "validation_error"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     OVERLOADED = "overloaded"
     NOT_READY = "not_ready"
     DRAINING = "draining"
     DEPENDENCY = "dependency_unavailable"
     TIMEOUT = "timeout"
+    CLIENT_CLOSED = "client_closed_request"
     INTERNAL = "internal_error"
 
 
@@ -32,12 +37,14 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.VALIDATION: 422,
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
+    ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.PAYLOAD_TOO_LARGE: 413,
     ErrorType.OVERLOADED: 429,
     ErrorType.NOT_READY: 503,
     ErrorType.DRAINING: 503,
     ErrorType.DEPENDENCY: 503,
     ErrorType.TIMEOUT: 504,
+    ErrorType.CLIENT_CLOSED: 499,  # nginx's code: nobody reads it, but logs and metrics tell it apart
     ErrorType.INTERNAL: 500,
 }
 
@@ -53,6 +60,29 @@ class ApiError(Exception):
     @property
     def status(self) -> int:
         return STATUS[self.type]
+
+
+# The one table from exceptions to API errors: the handlers and the SSE error event both go through it. The
+# client-facing message is generic where the exception could carry internals (addresses, paths); the detail goes
+# to the log under the request id.
+EXCEPTIONS: tuple[tuple[type[Exception], ErrorType, str | None], ...] = (
+    (InvalidRequest, ErrorType.VALIDATION, None),
+    (EngineOverloaded, ErrorType.OVERLOADED, "the engine is at capacity; retry shortly"),
+    (EngineClosed, ErrorType.NOT_READY, "the model is not available"),
+    (StoreUnavailable, ErrorType.DEPENDENCY, "user contexts are unavailable right now"),
+    (TimeoutError, ErrorType.TIMEOUT, "the request deadline was exceeded"),
+)
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """Map any exception to the API error a client sees; unknown ones are a generic internal error."""
+    if isinstance(exc, ApiError):
+        return exc
+    for kind, type_, message in EXCEPTIONS:
+        if isinstance(exc, kind):
+            field = getattr(exc, "field", None)
+            return ApiError(type_, message or str(exc), field)
+    return ApiError(ErrorType.INTERNAL, "internal error")
 
 
 def error_body(

@@ -23,6 +23,9 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter("r2ec_generated_tokens", "Reasoning tokens generated.", registry=r)
+        self.disconnects = Counter(
+            "r2ec_client_disconnects", "Unary requests whose client hung up (work cancelled).", registry=r
+        )
         self.cache = Counter("r2ec_cache_lookups", "Result cache lookups by outcome.", ["outcome"], registry=r)
         self.cache_up = Gauge("r2ec_cache_up", "1 when the cache backend answers, 0 when degraded.", registry=r)
         self.inflight = Gauge("r2ec_inflight_requests", "Recommend requests admitted and not finished.", registry=r)

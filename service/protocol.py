@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Every number a client sends is checked here, in one place: finite (no NaN / Infinity), strictly typed (no "3"
+# for 3, no true for 1) and bounded. Unix times stop at the end of year 9999.
+MAX_UNIX_TIME = 253402300799.0
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 _EXAMPLE_HISTORY: list[Any] = [
     {"item_id": "50", "rating": 5.0, "timestamp": 1700000000},
@@ -14,27 +19,49 @@ _EXAMPLE_HISTORY: list[Any] = [
 
 
 class HistoryEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     item_id: str = Field(..., min_length=1, max_length=256, description="Catalog item id (the dataset's own id).")
-    rating: float | None = Field(None, ge=0, le=5, description="Rating out of 5; the bundle's default if absent.")
+    rating: float | None = Field(
+        None, ge=0, le=5, strict=True, description="Rating out of 5; the bundle's default if absent."
+    )
     timestamp: float | None = Field(
-        None, ge=0, description="Unix seconds; the request time if absent. Ages in the prompt are measured to now."
+        None,
+        ge=0,
+        le=MAX_UNIX_TIME,
+        strict=True,
+        description="Unix seconds; the request time if absent. Ages in the prompt are measured to now.",
     )
 
 
-class Sampling(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+MIN_TEMPERATURE = 0.01
 
-    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy (default, cacheable).")
-    top_k: int = Field(0, ge=0, le=10000, description="0 = off.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Fixes sampling; seeded requests are cacheable.")
+
+class Sampling(BaseModel):
+    model_config = _STRICT
+
+    temperature: float = Field(
+        0.0, ge=0.0, le=5.0, strict=True, description=f"0 = greedy (default, cacheable), else {MIN_TEMPERATURE} to 5."
+    )
+    top_k: int = Field(0, ge=0, le=10000, strict=True, description="0 = off.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True)
+    seed: int | None = Field(
+        None, ge=0, le=2**31 - 1, strict=True, description="Fixes sampling; seeded requests are cacheable."
+    )
+
+    @field_validator("temperature")
+    @classmethod
+    def _sampleable(cls, value: float) -> float:
+        # Below this, logits / temperature overflows float32 and no token can be sampled.
+        if 0.0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return value
 
 
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {"history": _EXAMPLE_HISTORY, "k": 5, "reasoning": True, "max_reasoning_tokens": 64},
@@ -46,22 +73,39 @@ class RecommendRequest(BaseModel):
     user_id: str | None = Field(
         None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$", description="Use this user's stored events."
     )
-    history: list[HistoryEvent] = Field(default_factory=list, description="Events, appended after stored ones.")
-    k: int | None = Field(None, ge=1, description="How many items to return.")
-    reasoning: bool = Field(True, description="Generate reasoning first (false: score prompt + <answer> directly).")
-    max_reasoning_tokens: int | None = Field(None, ge=1, description="Reasoning token budget.")
+    history: list[HistoryEvent] = Field(
+        default_factory=list,
+        max_length=10000,
+        description="Events, appended after stored ones (at most /info's max_history).",
+    )
+    k: int | None = Field(None, ge=1, strict=True, description="How many items to return (at most /info's max_k).")
+    reasoning: bool = Field(
+        True, strict=True, description="Generate reasoning first (false: score prompt + <answer> directly)."
+    )
+    max_reasoning_tokens: int | None = Field(
+        None, ge=1, strict=True, description="Reasoning token budget (at most /info's max_reasoning_tokens)."
+    )
     sampling: Sampling = Field(default_factory=Sampling)
-    candidates: list[str] | None = Field(None, min_length=1, description="Rank only among these item ids.")
+    candidates: list[str] | None = Field(
+        None, min_length=1, max_length=100000, description="Rank only among these item ids."
+    )
     exclude_history: bool = Field(
         True,
+        strict=True,
         description="Never return an item of the history (all stored and sent events, not only the prompt window).",
     )
     exclude: list[str] | None = Field(
         None, max_length=10000, description="Item ids never to return (e.g. items the user already owns)."
     )
-    use_cache: bool = Field(True, description="Allow a cached reasoning + user vector for the same history.")
+    use_cache: bool = Field(
+        True, strict=True, description="Allow a cached reasoning + user vector for the same history."
+    )
     as_of: float | None = Field(
-        None, ge=0, description="Unix seconds to measure event ages to (default: now); replays offline protocols."
+        None,
+        ge=0,
+        le=MAX_UNIX_TIME,
+        strict=True,
+        description="Unix seconds to measure event ages to (default: now); replays offline protocols.",
     )
 
 
@@ -94,9 +138,13 @@ class RecommendResponse(BaseModel):
 
 
 class UserEvents(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": _EXAMPLE_HISTORY}]})
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{"events": _EXAMPLE_HISTORY}]}
+    )
 
-    events: list[HistoryEvent] = Field(default_factory=list)
+    events: list[HistoryEvent] = Field(
+        ..., min_length=1, max_length=10000, description="At least one event; DELETE removes a user's context."
+    )
 
 
 class UserEventsResponse(BaseModel):

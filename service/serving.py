@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from r2ec import logs
 from r2ec.catalog import Event
-from r2ec.engine.base import Delta, EngineClosed, EngineOverloaded, GenerationOptions
+from r2ec.engine.base import Delta, GenerationOptions
 from r2ec.prompts import history_window
 from r2ec.recommender import Recommender, UserVector
 from service.cache import CachedResult, StoreUnavailable
@@ -180,18 +181,11 @@ class RecommendService:
                 yield Delta(reasoning)
         else:
             result: UserVector | None = None
-            try:
-                async for event in rec.stream_user_vector(
-                    prep.history, prep.now, prep.options, request_id, req.reasoning
-                ):
-                    if isinstance(event, UserVector):
-                        result = event
-                    else:
-                        yield event
-            except EngineOverloaded as exc:
-                raise ApiError(ErrorType.OVERLOADED, str(exc)) from None
-            except EngineClosed as exc:
-                raise ApiError(ErrorType.NOT_READY, str(exc)) from None
+            async for event in rec.stream_user_vector(prep.history, prep.now, prep.options, request_id, req.reasoning):
+                if isinstance(event, UserVector):
+                    result = event
+                else:
+                    yield event
             assert result is not None
             timings = result.timings
             vector, reasoning = result.vector, result.reasoning
@@ -239,14 +233,41 @@ class RecommendService:
             ),
         )
 
-    async def recommend(self, req: RecommendRequest, request_id: str) -> RecommendResponse:
-        async def run() -> RecommendResponse:
-            async for event in self.stream(req, request_id):
-                if isinstance(event, RecommendResponse):
-                    return event
-            raise RuntimeError("pipeline ended without a response")
-
+    async def bounded(self, req: RecommendRequest, request_id: str) -> AsyncGenerator[Delta | RecommendResponse, None]:
+        """``stream`` under the request deadline, for unary and streaming alike: past it, ``ApiError(TIMEOUT)``
+        is raised and the engine request is aborted (closing ``stream`` closes the engine's)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout_s
+        inner = self.stream(req, request_id)
         try:
-            return await asyncio.wait_for(run(), timeout=self.settings.request_timeout_s)
-        except TimeoutError:
-            raise ApiError(ErrorType.TIMEOUT, f"deadline of {self.settings.request_timeout_s:g}s exceeded") from None
+            while True:
+                remaining = deadline - loop.time()
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(remaining):
+                        event = await anext(inner)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise ApiError(
+                        ErrorType.TIMEOUT, f"deadline of {self.settings.request_timeout_s:g}s exceeded"
+                    ) from None
+                yield event
+        finally:
+            await inner.aclose()
+
+    async def recommend(self, req: RecommendRequest, request_id: str) -> RecommendResponse:
+        async for event in self.bounded(req, request_id):
+            if isinstance(event, RecommendResponse):
+                return event
+        raise RuntimeError("pipeline ended without a response")
+
+    @asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        """Hold one admission slot (429 when none is free, 503 when draining or loading) for the block."""
+        self.admit()
+        try:
+            yield
+        finally:
+            self.release()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -13,6 +14,9 @@ from r2ec.recommender import Recommender
 from service.cache import Cache
 from service.metrics import Metrics
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.serving import RecommendService
 
 
 @dataclass
@@ -58,3 +62,9 @@ class ServiceState:
 def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.r2ec
     return state
+
+
+def get_service(request: Request) -> RecommendService:
+    """The one ``RecommendService`` of the app, built with its state."""
+    service: RecommendService = request.app.state.r2ec_service
+    return service

@@ -23,6 +23,15 @@ class EngineClosed(RuntimeError):
     """The engine is shut down or failed; no further work is accepted."""
 
 
+class InvalidRequest(ValueError):
+    """This request (not the engine) is at fault, e.g. its sampling options leave no token to sample. It fails
+    alone: the other requests of its batch go on (HTTP 422)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     max_tokens: int = 128

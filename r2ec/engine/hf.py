@@ -109,6 +109,7 @@ class _Row:
     reason: str = ""
     text: str = ""
     first_token_at: float = 0.0
+    error: BaseException | None = None
 
 
 class TransformersEngine(Engine):
@@ -300,7 +301,13 @@ class TransformersEngine(Engine):
                         row.done, row.reason = True, "aborted"
                         next_ids.append(self.pad_id)
                         continue
-                    token = choose_token(logits[r], row.job.options, row.generator)
+                    try:
+                        token = choose_token(logits[r], row.job.options, row.generator)
+                    except Exception as exc:  # this row's own fault: it fails alone, its batch goes on
+                        row.done, row.reason, row.error = True, "error", exc
+                        row.job.emit(exc)
+                        next_ids.append(self.pad_id)
+                        continue
                     if not row.generated:
                         row.first_token_at = time.perf_counter()
                     row.generated.append(token)
@@ -323,7 +330,8 @@ class TransformersEngine(Engine):
             for row in rows:
                 if not row.done:
                     row.done, row.reason = True, "length"
-                self._finish(row, started)
+                if row.error is None:
+                    self._finish(row, started)
         except Exception as exc:
             for row in rows:
                 row.job.emit(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from r2ec.engine.base import GenerationOptions
+from r2ec.engine.base import GenerationOptions, InvalidRequest
 
 
 def choose_token(logits: torch.Tensor, options: GenerationOptions, generator: torch.Generator | None) -> int:
@@ -24,4 +24,6 @@ def choose_token(logits: torch.Tensor, options: GenerationOptions, generator: to
         drop[0] = False
         scores = scores.scatter(0, order[drop], float("-inf"))
     probs = torch.softmax(scores, dim=-1)
+    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+        raise InvalidRequest("these sampling options leave no token to sample", "sampling")
     return int(torch.multinomial(probs, 1, generator=generator).item())

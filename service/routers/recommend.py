@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -11,10 +13,9 @@ from fastapi.responses import StreamingResponse
 from r2ec import logs
 from r2ec.engine.base import Delta
 from service.auth import require_api_key
-from service.errors import ApiError, error_body
+from service.errors import ApiError, ErrorType, error_body, to_api_error
 from service.protocol import ERROR_RESPONSES, RecommendRequest, RecommendResponse
-from service.serving import RecommendService
-from service.state import get_state
+from service.state import get_service, get_state
 
 router = APIRouter(prefix="/v1", tags=["recommend"], dependencies=[Depends(require_api_key)])
 log = logs.get(__name__)
@@ -29,15 +30,37 @@ def _timing_headers(response: Response, result: RecommendResponse) -> None:
     response.headers["X-Cache"] = "hit" if result.cached else "miss"
 
 
+class ClientGone(Exception):
+    """The client of a unary request hung up: its work was cancelled and its slot freed."""
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[RecommendResponse]) -> RecommendResponse:
+    """Run ``work``; if the client disconnects first, cancel it (which aborts the engine request)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.2)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
 @router.post("/recommend", response_model=RecommendResponse, responses=ERROR_RESPONSES)
 async def recommend(body: RecommendRequest, request: Request, response: Response) -> RecommendResponse:
     """Rank catalog items for a history, with the model's reasoning."""
-    service = RecommendService(get_state(request))
-    service.admit()
-    try:
-        result = await service.recommend(body, request.state.request_id)
-    finally:
-        service.release()
+    service = get_service(request)
+    async with service.admitted():
+        try:
+            result = await _unless_disconnected(request, service.recommend(body, request.state.request_id))
+        except ClientGone:
+            get_state(request).metrics.disconnects.inc()
+            raise ApiError(ErrorType.CLIENT_CLOSED, "client closed the request") from None
     _timing_headers(response, result)
     return result
 
@@ -56,15 +79,16 @@ def _sse(event: str, data: object) -> str:
 async def recommend_stream(body: RecommendRequest, request: Request) -> StreamingResponse:
     """Stream reasoning deltas (`event: reasoning`) as they are generated, then `event: result`, then `[DONE]`.
 
-    Errors found before streaming starts are ordinary JSON errors; a failure mid-stream is sent as
-    `event: error` in the one error shape. A client that disconnects aborts the generation.
+    Errors found before streaming starts are ordinary JSON errors; a failure mid-stream (the deadline included)
+    is sent as `event: error` in the one error shape, then the stream ends. A client that disconnects aborts the
+    generation.
     """
-    service = RecommendService(get_state(request))
+    service = get_service(request)
     service.admit()
     request_id = request.state.request_id
     try:
         # Validate (and look up stored events) before the 200 goes out, so bad input still gets a 4xx.
-        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.stream(body, request_id)
+        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.bounded(body, request_id)
         first = await anext(stream)
     except BaseException:
         service.release()
@@ -80,7 +104,10 @@ async def recommend_stream(body: RecommendRequest, request: Request) -> Streamin
                     yield _sse("result", event.model_dump(mode="json"))
                 event = await anext(stream, None)
             yield "data: [DONE]\n\n"
-        except ApiError as err:
+        except Exception as exc:
+            err = to_api_error(exc)
+            if not isinstance(exc, ApiError):
+                log.warning("stream failed", extra={"request_id": request_id, "error": repr(exc)})
             yield _sse("error", error_body(err.type, err.message, request_id, err.field))
         finally:
             await stream.aclose()  # aborts the engine request when the client went away

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from r2ec.catalog import Event
 from service.auth import require_api_key
-from service.cache import Cache, StoreUnavailable
+from service.cache import Cache
 from service.errors import ApiError, ErrorType
 from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
 from service.serving import to_events
@@ -47,16 +47,9 @@ def _response(user_id: str, events: list[Event]) -> UserEventsResponse:
     )
 
 
-async def _guard(call):  # type: ignore[no-untyped-def]
-    try:
-        return await call
-    except StoreUnavailable as exc:
-        raise ApiError(ErrorType.DEPENDENCY, str(exc)) from None
-
-
 @router.get("/{user_id}/events", response_model=UserEventsResponse, responses=ERROR_RESPONSES)
 async def get_events(request: Request, user_id: str = UserId) -> UserEventsResponse:
-    events = await _guard(_cache(request).get_events(user_id))
+    events = await _cache(request).get_events(user_id)
     if events is None:
         raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
     return _response(user_id, events)
@@ -67,8 +60,8 @@ async def put_events(body: UserEvents, request: Request, user_id: str = UserId) 
     """Replace the user's events (kept in time order, the oldest dropped beyond the cap)."""
     events = _validated(request, body)
     cache = _cache(request)
-    await _guard(cache.set_events(user_id, events))
-    stored = await _guard(cache.get_events(user_id))
+    await cache.set_events(user_id, events)
+    stored = await cache.get_events(user_id)
     return _response(user_id, stored or [])
 
 
@@ -76,12 +69,12 @@ async def put_events(body: UserEvents, request: Request, user_id: str = UserId) 
 async def append_events(body: UserEvents, request: Request, user_id: str = UserId) -> UserEventsResponse:
     """Append events (e.g. as the user interacts)."""
     events = _validated(request, body)
-    stored = await _guard(_cache(request).append_events(user_id, events))
+    stored = await _cache(request).append_events(user_id, events)
     return _response(user_id, stored)
 
 
 @router.delete("/{user_id}/events", status_code=204, responses=ERROR_RESPONSES)
 async def delete_events(request: Request, user_id: str = UserId) -> Response:
-    if not await _guard(_cache(request).delete_events(user_id)):
+    if not await _cache(request).delete_events(user_id):
         raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
     return Response(status_code=204)

@@ -156,7 +156,7 @@ def test_503_while_draining(tiny_bundle):
 def test_stream_client_disconnect_aborts_generation(tiny_bundle):
     import time
 
-    srv = make_server(tiny_bundle, max_reasoning_tokens=3000).start()
+    srv = make_server(tiny_bundle, max_reasoning_tokens=3000, max_model_len=8192).start()
     try:
         body = {"history": [{"item_id": "100"}], "max_reasoning_tokens": 3000, "use_cache": False}
         started = time.monotonic()
