@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -38,13 +39,14 @@ class RequestContext:
         self.app = app
         self.state = state
 
-    async def _reply(self, send: Send, err: ApiError, rid: str) -> None:
+    async def _reply(self, send: Send, err: ApiError, rid: str, close: bool = False) -> None:
         response = error_response(err, rid)
+        extra = [(b"connection", b"close")] if close else []
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status_code,
-                "headers": [*response.raw_headers, (b"x-request-id", rid.encode())],
+                "headers": [*response.raw_headers, (b"x-request-id", rid.encode()), *extra],
             }
         )
         await send({"type": "http.response.body", "body": response.body})
@@ -89,8 +91,17 @@ class RequestContext:
         if scope["method"] in ("POST", "PUT", "PATCH"):
             # Read the body up front (bounded by the limit) so an oversized chunked upload gets a clean 413.
             received = 0
+            body_deadline = asyncio.get_running_loop().time() + self.state.settings.body_timeout_s
             while True:
-                message = await receive()
+                try:
+                    async with asyncio.timeout_at(body_deadline):
+                        message = await receive()
+                except TimeoutError:
+                    status_holder["status"] = 408
+                    err = ApiError(ErrorType.REQUEST_TIMEOUT, "the request body did not arrive in time")
+                    await self._reply(send, err, rid, close=True)
+                    observe()
+                    return
                 replay.append(message)
                 if message["type"] != "http.request":
                     break
@@ -108,8 +119,11 @@ class RequestContext:
                 return replay.pop(0)
             return await receive()
 
+        started_response = {"sent": False}
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started_response["sent"] = True
                 status_holder["status"] = message["status"]
                 extra = [
                     (b"x-request-id", rid.encode()),
@@ -120,6 +134,14 @@ class RequestContext:
 
         try:
             await self.app(scope, replaying_receive, send_with_headers)
+        except asyncio.CancelledError:
+            # Cancelled by the shutdown (drain deadline or a second signal): answer in the error shape, not
+            # uvicorn's plain-text 500, if nothing was sent yet.
+            if not started_response["sent"]:
+                status_holder["status"] = 503
+                with contextlib.suppress(Exception):
+                    await self._reply(send, ApiError(ErrorType.DRAINING, "the server shut down first"), rid)
+            raise
         finally:
             observe()
 

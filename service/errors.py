@@ -23,6 +23,7 @@ class ErrorType(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     OVERLOADED = "overloaded"
     NOT_READY = "not_ready"
     DRAINING = "draining"
@@ -39,6 +40,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.NOT_FOUND: 404,
     ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.PAYLOAD_TOO_LARGE: 413,
+    ErrorType.REQUEST_TIMEOUT: 408,
     ErrorType.OVERLOADED: 429,
     ErrorType.NOT_READY: 503,
     ErrorType.DRAINING: 503,

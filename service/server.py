@@ -1,17 +1,28 @@
-"""Run the app under uvicorn with a graceful drain on SIGTERM.
+"""Run the app under uvicorn with a bounded, graceful shutdown and explicit connection limits.
 
-First SIGTERM/SIGINT: stop admitting /v1 work (503, /ready 503), let in-flight requests finish for up to
-``drain_timeout_s``, then exit. A second signal exits at once.
+Shutdown (documented in the README):
+* first SIGTERM/SIGINT: stop admitting /v1 work (503, /ready 503) and let in-flight requests finish for up to
+  ``drain_timeout_s``; requests still running then are cancelled and answered 503 in the error shape; idle and
+  half-sent connections are closed; exit status 0. The whole shutdown takes at most ``drain_timeout_s`` plus
+  ``SHUTDOWN_MARGIN_S`` (closing the engine included), so the Kubernetes grace period (preStop + drain + 5 s) holds.
+* a second signal while draining: cancel everything in flight at once (503 in the error shape) and exit with
+  status ``FORCED_EXIT_STATUS`` (1).
+
+Connection limits: ``keep_alive_s`` for idle keep-alive connections, ``header_timeout_s`` for a request's headers
+to arrive (slow-header clients are closed), ``body_timeout_s`` for its body (408, in the middleware), and
+``max_connections`` concurrent connections (503 beyond, from uvicorn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from r2ec import logs
 from service.app import create_app
@@ -19,6 +30,45 @@ from service.settings import Settings
 from service.state import ServiceState
 
 log = logs.get(__name__)
+SHUTDOWN_MARGIN_S = 3.0
+FORCED_EXIT_STATUS = 1
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools' protocol plus a deadline for a request's headers: a client that opens a connection (or starts a
+    request) and dribbles its headers is disconnected after ``header_timeout_s``."""
+
+    header_timeout_s = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._headers_done = False
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_deadline)
+
+    def _header_deadline(self) -> None:
+        if not self._headers_done and not self.transport.is_closing():
+            log.info("closing a connection whose headers did not arrive in time", extra={"client": str(self.client)})
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if getattr(self, "_headers_done", True):  # a keep-alive connection's next request
+            self._header_timer.cancel()
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self._header_timer.cancel()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(exc)
 
 
 class DrainingServer(uvicorn.Server):
@@ -26,6 +76,8 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.r2ec_state = state
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Future[None] | None = None
+        self.forced = False
 
     async def serve(self, sockets: list[Any] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -33,34 +85,57 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         state = self.r2ec_state
-        if state.draining or self._loop is None:
+        if self._loop is None:
             super().handle_exit(sig, frame)
+            return
+        if state.draining:
+            # Second signal: cancel what is in flight and go now.
+            self.forced = True
+            log.warning("second signal: cancelling in-flight requests", extra={"inflight": state.inflight})
+            self._loop.call_soon_threadsafe(self._cancel_requests)
+            self.should_exit = True
+            self.force_exit = True
             return
         state.draining = True
         log.info("draining", extra={"signal": sig, "inflight": state.inflight})
-        self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._drain(sig, frame)))
+        self._loop.call_soon_threadsafe(lambda: setattr(self, "_drain_task", asyncio.ensure_future(self._drain())))
 
-    async def _drain(self, sig: int, frame: FrameType | None) -> None:
+    def _cancel_requests(self) -> None:
+        for task in list(self.server_state.tasks):
+            task.cancel(msg="server shutting down")
+
+    async def _drain(self) -> None:
         state = self.r2ec_state
         deadline = time.monotonic() + state.settings.drain_timeout_s
-        while state.inflight > 0 and time.monotonic() < deadline:
+        while state.inflight > 0 and time.monotonic() < deadline and not self.forced:
             await asyncio.sleep(0.05)
+        if state.inflight > 0:
+            log.warning("drain timeout: cancelling in-flight requests", extra={"left_inflight": state.inflight})
+            self._cancel_requests()
         log.info("drained", extra={"left_inflight": state.inflight})
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises captured signals after shutdown; a completed drain is a clean exit (status 0).
-        if sig in self._captured_signals:
-            self._captured_signals.remove(sig)
+        self.should_exit = True
 
 
 def run(settings: Settings) -> None:
     logs.setup(settings.log_level)
     app = create_app(settings)
+    GuardedHttpToolsProtocol.header_timeout_s = settings.header_timeout_s
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=int(settings.keep_alive_s),
+        limit_concurrency=settings.max_connections,
+        # The drain above already waited for in-flight requests: what is left is closing sockets.
+        timeout_graceful_shutdown=int(SHUTDOWN_MARGIN_S),
     )
-    DrainingServer(config, app.state.r2ec).run()
+    server = DrainingServer(config, app.state.r2ec)
+    server.run()  # handle_exit never records a signal for uvicorn to re-raise: a drained shutdown exits 0
+    if server.forced:
+        os._exit(FORCED_EXIT_STATUS)  # the engine's threads and subprocesses must not keep a forced exit waiting
+
+
+__all__ = ["FORCED_EXIT_STATUS", "SHUTDOWN_MARGIN_S", "DrainingServer", "GuardedHttpToolsProtocol", "run"]

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, description="Largest accepted request body (413 beyond).")
     request_timeout_s: float = Field(120.0, description="Deadline per request (504 beyond).")
     drain_timeout_s: float = Field(30.0, description="On SIGTERM, how long in-flight requests may finish.")
+    keep_alive_s: float = Field(5.0, description="Idle keep-alive connections are closed after this long.")
+    header_timeout_s: float = Field(10.0, description="A request's headers must arrive within this (else closed).")
+    body_timeout_s: float = Field(30.0, description="A request's body must arrive within this (else 408).")
+    max_connections: int = Field(512, description="Concurrent connections beyond which new ones get 503.")
     # API limits and defaults
     default_k: int = Field(10, description="Items returned when k is not given.")
     max_k: int = Field(100, description="Largest k accepted.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -62,3 +63,121 @@ def test_sigterm_drains_in_flight_requests(tiny_bundle, tmp_path):
             proc.kill()
         log.close()
     assert '"drained"' in (tmp_path / "serve.log").read_text()
+
+
+class Served:
+    """``r2ec serve`` in a subprocess, as in production (signals, uvicorn, exit status)."""
+
+    def __init__(self, bundle, tmp_path, **env_overrides: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "R2EC_BUNDLE": str(bundle),
+            "R2EC_PORT": str(self.port),
+            "R2EC_THREADS": "2",
+            "R2EC_MAX_MODEL_LEN": "8192",
+            "R2EC_MAX_REASONING_TOKENS": "4000",
+            **env_overrides,
+        }
+        self.log_path = tmp_path / "serve.log"
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become ready")
+
+    def long_request(self, result: dict) -> threading.Thread:
+        def run() -> None:
+            try:
+                result["r"] = httpx.post(
+                    self.url + "/v1/recommend",
+                    timeout=120,
+                    json={"history": [{"item_id": "100"}], "max_reasoning_tokens": 4000, "use_cache": False},
+                )
+            except httpx.HTTPError as exc:
+                result["error"] = exc
+
+        t = threading.Thread(target=run)
+        t.start()
+        while httpx.get(self.url + "/ready").json()["inflight"] < 1:
+            time.sleep(0.05)
+        return t
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.log.close()
+
+
+def test_shutdown_is_bounded_by_the_drain_timeout(tiny_bundle, tmp_path):
+    """A request longer than the drain is cancelled with a 503 in the error shape; exit 0 within drain + 5 s."""
+    srv = Served(tiny_bundle, tmp_path, R2EC_DRAIN_TIMEOUT_S="2")
+    try:
+        result: dict = {}
+        t = srv.long_request(result)
+        slow = socket.create_connection(("127.0.0.1", srv.port))  # a client that never finishes its headers
+        slow.sendall(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        status = srv.proc.wait(30)
+        elapsed = time.monotonic() - started
+        t.join(30)
+        assert status == 0
+        assert elapsed < 2 + 5, elapsed
+        r = result["r"]
+        assert r.status_code == 503 and r.json()["error"]["type"] == "draining", r.text
+        slow.close()
+    finally:
+        srv.close()
+
+
+def test_second_signal_exits_at_once_with_status_1(tiny_bundle, tmp_path):
+    srv = Served(tiny_bundle, tmp_path, R2EC_DRAIN_TIMEOUT_S="60")
+    try:
+        result: dict = {}
+        t = srv.long_request(result)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert srv.proc.poll() is None  # still draining
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        status = srv.proc.wait(15)
+        assert time.monotonic() - started < 5
+        assert status == 1
+        t.join(30)
+        if "r" in result:  # answered before the process went: then in the error shape
+            assert result["r"].status_code == 503 and result["r"].json()["error"]["type"] == "draining"
+    finally:
+        srv.close()
+
+
+def test_slow_clients_cannot_hold_connections(tiny_bundle, tmp_path):
+    srv = Served(tiny_bundle, tmp_path, R2EC_HEADER_TIMEOUT_S="1", R2EC_BODY_TIMEOUT_S="1")
+    try:
+        headers_only = socket.create_connection(("127.0.0.1", srv.port))
+        headers_only.sendall(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\n")  # never ends its headers
+        headers_only.settimeout(10)
+        started = time.monotonic()
+        assert headers_only.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 5
+
+        slow_body = socket.create_connection(("127.0.0.1", srv.port))
+        slow_body.sendall(
+            b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        slow_body.settimeout(10)
+        reply = slow_body.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408"), reply
+        assert '"request_timeout"' in reply
+        assert httpx.get(srv.url + "/ready").status_code == 200  # everyone else is still served
+    finally:
+        srv.close()
