@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import r2ec
 from r2ec import logs
+from service.auth import check_bearer
 from service.cache import Cache, LocalCache, RedisCache
 from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
 from service.metrics import Metrics
@@ -75,6 +76,15 @@ class RequestContext:
             metrics.requests.labels(label, str(status_holder["status"])).inc()
             metrics.latency.labels(label).observe(time.perf_counter() - started)
 
+        if path.startswith("/v1"):
+            # Auth before anything else, the body included: an unauthenticated client learns nothing (no 400/422).
+            try:
+                scope["state"]["tenant"] = check_bearer(self.state.settings.api_keys, headers.get("authorization", ""))
+            except ApiError as denied:
+                status_holder["status"] = denied.status
+                await self._reply(send, denied, rid)
+                observe()
+                return
         if path.startswith("/v1") and self.state.draining:
             status_holder["status"] = 503
             await self._reply(send, ApiError(ErrorType.DRAINING, "the server is shutting down"), rid)
@@ -98,8 +108,8 @@ class RequestContext:
                         message = await receive()
                 except TimeoutError:
                     status_holder["status"] = 408
-                    err = ApiError(ErrorType.REQUEST_TIMEOUT, "the request body did not arrive in time")
-                    await self._reply(send, err, rid, close=True)
+                    late = ApiError(ErrorType.REQUEST_TIMEOUT, "the request body did not arrive in time")
+                    await self._reply(send, late, rid, close=True)
                     observe()
                     return
                 replay.append(message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -146,16 +147,28 @@ class RedisCache(Cache):
         self.events_cap = events_cap
         self.user_ttl_s = user_ttl_s
         self.prefix = prefix
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         self.client = aioredis.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            retry_on_timeout=False,
+            retry_on_timeout=False,  # a slow Redis degrades at once, it is not waited for twice
+            # A pooled connection that died with a restarted Redis is retried once on a fresh one, so the first
+            # request after a restart is not the one that pays for it.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
             health_check_interval=0,
         )
         self._healthy = False
         self._last_error = ""
         self._probe: asyncio.Task[None] | None = None
+        # Data-loss detection: a marker key written once; if it disappears while we run, Redis lost its data
+        # (restarted without its AOF, flushed, or evicted despite the shipped noeviction). Sticky until restart.
+        self._marker: str | None = None
+        self.data_lost = False
 
     # -- health ----------------------------------------------------------------------------------------------
     @property
@@ -163,7 +176,12 @@ class RedisCache(Cache):
         return self._healthy
 
     def state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "healthy": self._healthy, "last_error": self._last_error or None}
+        return {
+            "kind": self.kind,
+            "healthy": self._healthy,
+            "data_lost": self.data_lost,
+            "last_error": self._last_error or None,
+        }
 
     def _ok(self) -> None:
         if not self._healthy:
@@ -187,14 +205,39 @@ class RedisCache(Cache):
             self._probe.cancel()
         await self.client.aclose()
 
+    @property
+    def _marker_key(self) -> str:
+        return f"{self.prefix}:store-marker"
+
     async def ping(self) -> bool:
         try:
             await self.client.ping()
+            await self._check_marker()
         except Exception as exc:
             self._failed(exc)
             return False
         self._ok()
         return True
+
+    async def _check_marker(self) -> None:
+        if self._marker is None:
+            token = f"{time.time():.0f}-{os.getpid()}"
+            created = await self.client.set(self._marker_key, token, nx=True)
+            value = await self.client.get(self._marker_key)
+            self._marker = value.decode() if isinstance(value, bytes) else str(value)
+            if created:
+                log.info("user store initialised (marker written)", extra={"url": redact_url(self.url)})
+            return
+        if await self.client.exists(self._marker_key):
+            return
+        if not self.data_lost:
+            log.error(
+                "user store lost its data: the marker key is gone (Redis restarted without persistence, "
+                "was flushed, or evicted keys)",
+                extra={"url": redact_url(self.url)},
+            )
+        self.data_lost = True
+        await self.client.set(self._marker_key, self._marker, nx=True)
 
     async def _probe_loop(self) -> None:
         while True:

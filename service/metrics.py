@@ -23,6 +23,10 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter("r2ec_generated_tokens", "Reasoning tokens generated.", registry=r)
+        self._tokens_seen = 0
+        self.store_lost = Gauge(
+            "r2ec_user_store_data_lost", "1 once the user store lost its data while this process ran.", registry=r
+        )
         self.disconnects = Counter(
             "r2ec_client_disconnects", "Unary requests whose client hung up (work cancelled).", registry=r
         )
@@ -35,3 +39,9 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("r2ec_ready", "1 when the service accepts /v1 traffic.", registry=r)
+
+    def sync_tokens(self, engine_total: int) -> None:
+        """Bring the token counter up to the engine's total (which counts aborted generations too)."""
+        if engine_total > self._tokens_seen:
+            self.tokens.inc(engine_total - self._tokens_seen)
+            self._tokens_seen = engine_total

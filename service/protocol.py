@@ -178,6 +178,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Malformed request body",
         401: "Missing or wrong API key",
+        404: "Unknown item or user",
+        408: "The request body did not arrive in time",
         413: "Payload too large",
         422: "Invalid field (named in error.field)",
         429: "Admission queue full",

@@ -28,18 +28,19 @@ def to_events(events: list[HistoryEvent], now: float) -> list[Event]:
 
 
 def result_key(
-    bundle_version: str, window: list[Event], options: GenerationOptions, reasoning: bool, as_of: float | None = None
+    bundle_version: str, prompt: str, options: GenerationOptions, reasoning: bool, tenant: str | None = None
 ) -> str:
-    """Cache identity: bundle, the events in the prompt window (ids, ratings, times) and generation options.
+    """Cache identity: bundle, the exact user prompt the model would see, generation options and the tenant.
 
-    Ages in the prompt move with the clock; a cached entry is the reasoning at the time it was made, kept for
-    the TTL (that is what a cache of user contexts trades for latency).
+    Keying on the rendered prompt makes the cache exactly as fine as the model's input: events sent without a
+    timestamp (ages 0) or an explicit ``as_of`` give the same prompt and hit; ages that moved on miss. The
+    tenant (API key digest) keeps one tenant from learning, through ``X-Cache``, what another recently asked.
     """
     payload = {
         "b": bundle_version,
-        "h": [[e.item_id, e.rating, round(e.timestamp, 3)] for e in window],
+        "p": hashlib.sha256(prompt.encode()).hexdigest(),
         "o": options.cache_key() if reasoning else "no-reasoning",
-        "t": as_of,  # an explicit reference time is part of the prompt; the implicit "now" is not
+        "t": tenant,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -67,7 +68,7 @@ class RecommendService:
         return self.state.recommender
 
     # -- validation beyond the schema ------------------------------------------------------------------------
-    async def prepare(self, req: RecommendRequest) -> Prepared:
+    async def prepare(self, req: RecommendRequest, tenant: str | None = None) -> Prepared:
         s = self.settings
         rec = self.recommender
         now = req.as_of if req.as_of is not None else time.time()
@@ -129,7 +130,7 @@ class RecommendService:
         key = None
         if req.use_cache and deterministic:
             assert self.state.bundle is not None
-            key = result_key(self.state.bundle.version, window, options, req.reasoning, req.as_of)
+            key = result_key(self.state.bundle.version, rec.prompt_for(history, now), options, req.reasoning, tenant)
         return Prepared(history, window, options, k, now, key, [e.item_id for e in history])
 
     # -- admission ---------------------------------------------------------------------------------------------
@@ -168,10 +169,12 @@ class RecommendService:
         self.state.metrics.cache_up.set(1 if cache.healthy else 0)
         return hit
 
-    async def stream(self, req: RecommendRequest, request_id: str) -> AsyncGenerator[Delta | RecommendResponse, None]:
+    async def stream(
+        self, req: RecommendRequest, request_id: str, tenant: str | None = None
+    ) -> AsyncGenerator[Delta | RecommendResponse, None]:
         """Reasoning deltas as generated (none on a cache hit), then the response."""
         started = time.perf_counter()
-        prep = await self.prepare(req)
+        prep = await self.prepare(req, tenant)
         rec = self.recommender
         hit = await self.lookup(prep)
         timings: dict[str, float] = {}
@@ -191,7 +194,6 @@ class RecommendService:
             vector, reasoning = result.vector, result.reasoning
             tokens = result.generation.num_tokens if result.generation else 0
             finish = result.generation.finish_reason if result.generation else None
-            self.state.metrics.tokens.inc(tokens)
             if prep.cache_key is not None and self.state.cache is not None:
                 await self.state.cache.put_result(prep.cache_key, CachedResult(reasoning, vector, tokens, finish))
         search_started = time.perf_counter()
@@ -233,12 +235,14 @@ class RecommendService:
             ),
         )
 
-    async def bounded(self, req: RecommendRequest, request_id: str) -> AsyncGenerator[Delta | RecommendResponse, None]:
+    async def bounded(
+        self, req: RecommendRequest, request_id: str, tenant: str | None = None
+    ) -> AsyncGenerator[Delta | RecommendResponse, None]:
         """``stream`` under the request deadline, for unary and streaming alike: past it, ``ApiError(TIMEOUT)``
         is raised and the engine request is aborted (closing ``stream`` closes the engine's)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.request_timeout_s
-        inner = self.stream(req, request_id)
+        inner = self.stream(req, request_id, tenant)
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -257,8 +261,8 @@ class RecommendService:
         finally:
             await inner.aclose()
 
-    async def recommend(self, req: RecommendRequest, request_id: str) -> RecommendResponse:
-        async for event in self.bounded(req, request_id):
+    async def recommend(self, req: RecommendRequest, request_id: str, tenant: str | None = None) -> RecommendResponse:
+        async for event in self.bounded(req, request_id, tenant):
             if isinstance(event, RecommendResponse):
                 return event
         raise RuntimeError("pipeline ended without a response")

@@ -66,6 +66,12 @@ class SFTConfig:
     bf16: bool = True
     bank_refresh_every: int = 25
     live_negatives: int = 6  # random items per micro-batch encoded live too, so "live vs stale bank" never tells
+    # Distillation from the collaborative teacher: the user's softmax over the bank is pulled toward the
+    # ItemKNN-style scores of the evidence table over its window (training interactions only). One hard target
+    # per sample teaches slowly on a CPU budget; 50 soft ones teach much faster.
+    kd_weight: float = 1.0
+    kd_candidates: int = 50
+    kd_temperature: float = 0.05
     eval_every: int = 50
     eval_samples: int = 200
     save_every: int = 10
@@ -207,7 +213,8 @@ class SFTTrainer:
             same & (torch.arange(len(live_rows), device=device) != own[:, None]), float("-inf")
         )
         rec_loss = F.cross_entropy(logits, cols) + F.cross_entropy(live_logits, own)
-        loss = self.cfg.lm_weight * lm_loss + self.cfg.rec_weight * rec_loss
+        kd_loss = self.distillation(samples, logits)
+        loss = self.cfg.lm_weight * lm_loss + self.cfg.rec_weight * rec_loss + self.cfg.kd_weight * kd_loss
         (loss * scale).backward()
         with torch.no_grad():
             ranks = (logits > logits.gather(1, cols.unsqueeze(1))).sum(dim=1).float()
@@ -217,6 +224,23 @@ class SFTTrainer:
             "rank": float(ranks.mean()),
             "tokens": float(mask.sum() + imask.sum()),
         }
+
+    def distillation(self, samples: Sequence[Sample], logits: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the user's softmax over the catalog against the teacher's distribution."""
+        if self.cfg.kd_weight <= 0:
+            return torch.zeros((), device=logits.device)
+        terms = []
+        for i, s in enumerate(samples):
+            window = [self.catalog.row_of[e.item_id] for e in history_window(s.history, self.templates)]
+            found = self.evidence.candidates(window, self.masked(s), n=self.cfg.kd_candidates)
+            if not found:
+                continue
+            rows = torch.tensor([c.row for c in found], device=logits.device)
+            scores = torch.tensor([c.score for c in found], device=logits.device)
+            teacher = torch.softmax(scores / scores.max() / self.cfg.kd_temperature, dim=0)  # scale-free
+            student = torch.log_softmax(logits[i], dim=0)[rows]
+            terms.append(-(teacher * student).sum())
+        return torch.stack(terms).mean() if terms else torch.zeros((), device=logits.device)
 
     def train_step(self, batch: Sequence[Sample]) -> dict[str, float]:
         started = time.perf_counter()
@@ -236,6 +260,7 @@ class SFTTrainer:
             "step": self.step,
             "lm_loss": float(np.mean([x["lm_loss"] for x in stats])),
             "rec_loss": float(np.mean([x["rec_loss"] for x in stats])),
+            "kd_loss": float(np.mean([x["kd_loss"] for x in stats])),
             "target_rank_mean": float(np.mean([x["rank"] for x in stats])),
             "grad_norm": float(grad_norm),
             "step_s": round(seconds, 2),

@@ -72,6 +72,8 @@ GenerationEvent = Delta | Generation
 
 class Engine(abc.ABC):
     name: str = "engine"
+    # Tokens generated so far, aborted and timed-out generations included (the service exports it).
+    generated_tokens: int = 0
 
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -311,6 +311,7 @@ class TransformersEngine(Engine):
                     if not row.generated:
                         row.first_token_at = time.perf_counter()
                     row.generated.append(token)
+                    self.generated_tokens += 1
                     next_ids.append(token)
                     self._advance(row, token)
                 if all(row.done for row in rows):

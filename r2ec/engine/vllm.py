@@ -164,6 +164,7 @@ class VLLMEngine(Engine):
         started = loop.time()
         first_token = 0.0
         emitted = 0
+        counted = 0
         try:
             final: Any = None
             async for out in self.llm.generate(
@@ -174,6 +175,8 @@ class VLLMEngine(Engine):
                 completion = out.outputs[0]
                 if not first_token and completion.token_ids:
                     first_token = loop.time() - started
+                self.generated_tokens += len(completion.token_ids) - counted  # aborted requests count too
+                counted = len(completion.token_ids)
                 safe = stream_safe_prefix(completion.text, self.answer)
                 if len(safe) > emitted:
                     yield Delta(safe[emitted:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,13 +15,25 @@ from service.state import get_state
 router = APIRouter(tags=["ops"])
 
 
+def _cache_status(cache: dict[str, Any]) -> str:
+    if cache.get("data_lost"):
+        return "data_lost"  # user contexts vanished: an operator must restore or accept the loss (restart)
+    return "ok" if cache.get("healthy") else "degraded"
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
     """The process is alive and its event loop answers (never depends on the model or Redis)."""
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    responses={
+        200: {"description": "serving /v1 (the cache may still be degraded: see cache.status)"},
+        503: {"description": "loading, draining or the engine failed (same body shape)"},
+    },
+)
 async def ready(request: Request) -> JSONResponse:
     """200 when /v1 traffic will be served; 503 while loading, draining or after an engine failure.
 
@@ -36,13 +49,22 @@ async def ready(request: Request) -> JSONResponse:
             **(st.engine.stats() if st.engine is not None else {}),
         },
         "index": {"loaded": st.bundle is not None, "items": len(st.bundle.catalog) if st.bundle else 0},
-        "cache": {**cache, "status": "ok" if cache.get("healthy") else "degraded"},
+        "cache": {**cache, "status": _cache_status(cache)},
         "inflight": st.inflight,
     }
     if st.startup_error:
         body["error"] = st.startup_error
     st.metrics.ready.set(1 if st.ready else 0)
     return JSONResponse(body, status_code=200 if st.ready else 503)
+
+
+def _public_model(model: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's model identity without the exporter's file-system paths (base / adapter: names only)."""
+    out = dict(model)
+    for key in ("base", "adapter"):
+        if out.get(key):
+            out[key] = PurePath(str(out[key])).name
+    return out
 
 
 @router.get("/info")
@@ -60,10 +82,9 @@ async def info(request: Request) -> dict[str, Any]:
         else {
             "name": b.name,
             "version": b.version,
-            "path": str(b.root),
             "domain": b.manifest.get("domain"),
             "created_at": b.manifest.get("created_at"),
-            "model": b.manifest["model"],
+            "model": _public_model(b.manifest["model"]),
             "items": len(b.catalog),
             "dim": b.dim,
             "tau": b.tau,
@@ -82,10 +103,16 @@ async def info(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text exposition"}},
+)
 async def metrics(request: Request) -> Response:
     st = get_state(request)
+    st.metrics.sync_tokens(st.engine.generated_tokens if st.engine is not None else 0)
     if st.cache is not None:
         st.metrics.cache_up.set(1 if st.cache.healthy else 0)
+        st.metrics.store_lost.set(1 if st.cache.state().get("data_lost") else 0)
     st.metrics.ready.set(1 if st.ready else 0)
     return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)

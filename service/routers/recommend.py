@@ -30,6 +30,10 @@ def _timing_headers(response: Response, result: RecommendResponse) -> None:
     response.headers["X-Cache"] = "hit" if result.cached else "miss"
 
 
+def _tenant(request: Request) -> str | None:
+    return getattr(request.state, "tenant", None)
+
+
 class ClientGone(Exception):
     """The client of a unary request hung up: its work was cancelled and its slot freed."""
 
@@ -57,7 +61,9 @@ async def recommend(body: RecommendRequest, request: Request, response: Response
     service = get_service(request)
     async with service.admitted():
         try:
-            result = await _unless_disconnected(request, service.recommend(body, request.state.request_id))
+            result = await _unless_disconnected(
+                request, service.recommend(body, request.state.request_id, _tenant(request))
+            )
         except ClientGone:
             get_state(request).metrics.disconnects.inc()
             raise ApiError(ErrorType.CLIENT_CLOSED, "client closed the request") from None
@@ -88,7 +94,7 @@ async def recommend_stream(body: RecommendRequest, request: Request) -> Streamin
     request_id = request.state.request_id
     try:
         # Validate (and look up stored events) before the 200 goes out, so bad input still gets a 4xx.
-        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.bounded(body, request_id)
+        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.bounded(body, request_id, _tenant(request))
         first = await anext(stream)
     except BaseException:
         service.release()

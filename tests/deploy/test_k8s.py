@@ -70,13 +70,19 @@ def test_overlay_promises(overlay):
     assert netpol["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "r2ec-redis"}
     assert netpol["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "r2ec"}
     redis = by_kind(docs, "Deployment", "r2ec-redis")["spec"]["template"]["spec"]["containers"][0]
-    assert "--maxmemory-policy" in redis["args"] and "--save" in redis["args"]
+    args = redis["args"]
+    # The user-context promise: Redis is a store of record (AOF on a PersistentVolume, never evicting users).
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    rpod = by_kind(docs, "Deployment", "r2ec-redis")["spec"]["template"]["spec"]
+    data = next(v for v in rpod["volumes"] if v["name"] == "data")
+    claim = by_kind(docs, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     by_kind(docs, "PodDisruptionBudget")
     if overlay == "gpu-bundle-image":
         assert pod["initContainers"][0]["name"] == "bundle"
-        assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+        assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "r2ec-bundle"]
     else:
-        by_kind(docs, "PersistentVolumeClaim")
+        by_kind(docs, "PersistentVolumeClaim", "r2ec-bundle")
 
 
 def _secret_values(doc: dict) -> dict[str, str]:

@@ -20,9 +20,10 @@ BODY = {"history": [{"item_id": "103", "rating": 4, "timestamp": 1_600_000_000}]
 class RedisProcess:
     """A real redis-server of the test's own, so it can be stopped without touching the machine's one."""
 
-    def __init__(self) -> None:
+    def __init__(self, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.args = args if args is not None else ["--save", "", "--appendonly", "no"]
 
     @property
     def url(self) -> str:
@@ -33,7 +34,7 @@ class RedisProcess:
         if exe is None:
             pytest.fail("redis-server is not installed")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", *self.args],
             stdout=subprocess.DEVNULL,
         )
         import redis
@@ -83,8 +84,9 @@ def test_redis_stopped_mid_test_degrades_then_recovers(tiny_bundle):
         with_user = httpx.post(url, json={**BODY, "user_id": "zed"}, timeout=60)
         assert with_user.status_code == 200  # stored context unavailable: ranks on the history sent
 
-        redis_proc.start()  # same port
-        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "ok")
+        redis_proc.start()  # same port, and empty: this Redis keeps nothing on disk
+        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["healthy"] is True)
+        assert httpx.get(srv.url + "/ready").json()["cache"]["status"] == "data_lost"  # told apart from healthy
         assert httpx.post(url, json=BODY, timeout=60).json()["cached"] is False  # the old entry died with Redis
         assert httpx.post(url, json=BODY, timeout=60).json()["cached"] is True  # caching resumed
         assert "r2ec_cache_up 1.0" in httpx.get(srv.url + "/metrics").text
@@ -128,7 +130,7 @@ def test_ready_sees_an_outage_without_any_traffic(tiny_bundle):
         assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "degraded")
         assert time.monotonic() - started < 10
         redis_proc.start()
-        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["status"] == "ok")
+        assert _wait(lambda: httpx.get(srv.url + "/ready").json()["cache"]["healthy"] is True)
         assert httpx.get(srv.url + "/ready").json()["cache"].get("last_error") is None  # no stale error after recovery
     finally:
         srv.stop()

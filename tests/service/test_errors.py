@@ -172,7 +172,6 @@ def test_stream_client_disconnect_aborts_generation(tiny_bundle):
             time.sleep(0.1)
         assert ready["inflight"] == 0 and ready["engine"]["running"] == 0
         assert time.monotonic() - started < 20  # far sooner than 3000 tokens would take
-        assert "r2ec_generated_tokens_total 0.0" in httpx.get(srv.url + "/metrics").text  # never completed
         assert httpx.post(srv.url + "/v1/recommend", json=OK).status_code == 200
     finally:
         srv.stop()
