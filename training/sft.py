@@ -221,6 +221,7 @@ class SFTTrainer:
         return {
             "lm_loss": float(lm_loss.detach()),
             "rec_loss": float(rec_loss.detach()),
+            "kd_loss": float(kd_loss.detach()),
             "rank": float(ranks.mean()),
             "tokens": float(mask.sum() + imask.sum()),
         }
