@@ -347,9 +347,9 @@ def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
             cfg.progress(f"  scaling ({backend}): {c} clients -> {rows[str(c)].get('rps', 0):.3f} req/s")
     finally:
         stop_server(proc)
-    base = rows[str(cfg.concurrency[0])].get("rps") or float("nan")
+    base = rows[str(cfg.concurrency[0])].get("rps") or 0.0
     for row in rows.values():
-        row["speedup_vs_1"] = (row.get("rps") or 0) / base
+        row["speedup_vs_1"] = (row.get("rps") or 0) / base if base > 0 else None
     return {
         "backend": backend,
         "tokens": cfg.tokens,
@@ -539,13 +539,73 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def public_path(path: Path) -> str:
+    """A path as results may record it: relative to the checkout or to ``~``, else its last component only."""
+    resolved = path.expanduser().resolve()
+    for base, prefix in ((ROOT, ""), (Path.home().resolve(), "~/")):
+        try:
+            return prefix + resolved.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return resolved.name
+
+
+def finite(obj: Any) -> Any:
+    """NaN / infinity -> None, recursively: the record is strict JSON (``allow_nan=False``)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def problems(result: dict[str, Any]) -> list[str]:
+    """What makes a run empty: a scenario with no samples, or a rate or latency that is not positive."""
+    out: list[str] = []
+    s = result.get("scenarios", {})
+
+    def need(value: Any, what: str) -> None:
+        if not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+            out.append(f"{what} is {value!r}")
+
+    if "capture" in s:
+        for key in ("generation_only", "generation_plus_capture"):
+            need(s["capture"][key].get("n"), f"capture.{key}.n")
+            need(s["capture"][key].get("p50_ms"), f"capture.{key}.p50_ms")
+    if "overhead" in s:
+        for key in ("in_process", "http"):
+            need(s["overhead"][key].get("n"), f"overhead.{key}.n")
+    if "scaling" in s:
+        for backend, table in s["scaling"]["backends"].items():
+            for level, row in table["levels"].items():
+                need(row.get("requests"), f"scaling.{backend}.{level}.requests")
+                need(row.get("rps"), f"scaling.{backend}.{level}.rps")
+    if "hot" in s:
+        for key in ("cache_hit", "reasoning_free"):
+            need(s["hot"][key].get("requests"), f"hot.{key}.requests")
+            need(s["hot"][key].get("p50_ms"), f"hot.{key}.p50_ms")
+    if "catalog" in s:
+        for row in s["catalog"]["rows"]:
+            if "skipped" not in row:
+                need(row["search"].get("p50_ms"), f"catalog.{row['items']}.{row['index']}.p50_ms")
+    return out
+
+
+def save(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(result), indent=2, allow_nan=False) + "\n")
+
+
 async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     bundle = load_bundle(cfg.bundle)
+    config = {k: (public_path(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "progress"}
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": machine(),
         "command": cfg.command,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "progress"},
+        "config": config,
         "scenarios": {},
     }
     work = Path(tempfile.mkdtemp(prefix="r2ec-bench-"))
@@ -567,10 +627,9 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown scenario {name!r}")
         result["scenarios"][name]["wall_s"] = round(time.perf_counter() - started, 1)
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(json.dumps(result, indent=2) + "\n")  # after every scenario: a crash keeps the rest
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(result, indent=2) + "\n")
+        save(cfg.out, result)  # after every scenario: a crash keeps the rest
+    result["problems"] = problems(result)
+    save(cfg.out, result)
     if cfg.docs is not None:
         cfg.docs.parent.mkdir(parents=True, exist_ok=True)
         cfg.docs.write_text(render_markdown(result))

@@ -418,6 +418,10 @@ def bench(
         cfg.catalog_sizes, cfg.hnsw_max = (2000,), 2000
     result = asyncio.run(run_bench(cfg))
     typer.echo(json.dumps(result["scenarios"], indent=2))
+    if result["problems"]:
+        # An empty or non-positive result is a failed benchmark, not a measurement.
+        typer.echo("error: the run measured nothing for: " + "; ".join(result["problems"]), err=True)
+        raise typer.Exit(1)
 
 
 @app.command("train")

@@ -31,6 +31,8 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
+    assert result["problems"] == []
+    assert str(tiny_bundle) not in out.read_text()  # no machine paths in the record
     s = result["scenarios"]
     assert s["capture"]["generation_only"]["n"] == 2 and s["capture"]["ratio_capture_vs_generation"] > 0
     assert s["overhead"]["http"]["n"] == 2 and s["overhead"]["ratio_http_vs_in_process"] > 0
@@ -60,3 +62,33 @@ def test_markdown_renders_partial_results():
         }
     )
     assert "no GPU" in text
+
+
+def test_an_empty_scenario_is_a_problem_not_a_result():
+    from loadtests.bench import problems
+
+    ok = {"requests": 4, "rps": 0.5, "p50_ms": 10.0}
+    result = {
+        "scenarios": {
+            "scaling": {"backends": {"transformers": {"levels": {"1": ok, "2": {"requests": 0, "rps": 0.0}}}}},
+            "hot": {"cache_hit": ok, "reasoning_free": {}},
+        }
+    }
+    found = problems(result)
+    assert "scaling.transformers.2.requests is 0" in found and "scaling.transformers.2.rps is 0.0" in found
+    assert "hot.reasoning_free.requests is None" in found
+    assert not any("scaling.transformers.1" in p for p in found)
+
+
+def test_results_are_strict_json_without_machine_paths(tmp_path):
+    import json
+    from pathlib import Path
+
+    from loadtests.bench import ROOT, finite, public_path, save
+
+    save(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None]}
+    assert public_path(ROOT / "results" / "bench.json") == "results/bench.json"
+    assert public_path(Path.home() / ".cache" / "r2ec" / "x") == "~/.cache/r2ec/x"
+    assert public_path(Path("/opt/somewhere/else/bundle")) == "bundle"
+    assert finite({"x": (1.0,)}) == {"x": [1.0]}
