@@ -1,0 +1,72 @@
+"""Interaction-of-thought traces come from training interactions and the history window only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from model_export.data.format import Dataset, Interaction
+from model_export.data.splits import leave_one_out, temporal_split
+from model_export.evidence import build_evidence
+from r2ec.catalog import Catalog, Item
+from r2ec.prompts import user_prompt
+from r2ec.templates import domain_templates
+from training.traces import render_trace
+
+T = domain_templates("movies_evidence")
+
+
+def _world(tmp_path):
+    items = [Item(str(i), f"Film {i} (199{i % 10})", genres=["Drama", "Comedy"][i % 2 :]) for i in range(12)]
+    items.append(Item("99", "Only Ever Held Out (2001)", genres=["Horror"]))
+    catalog = Catalog(items)
+    rows = []
+    for u in range(20):
+        seq = [str((u + j) % 12) for j in range(6)]
+        for j, item in enumerate(seq):
+            rows.append(Interaction(f"u{u}", item, 5.0, 1000.0 * u + j))
+        # Item 99 is each user's last interaction: the leave-one-out test target, never a training event.
+        rows.append(Interaction(f"u{u}", "99", 4.0, 1000.0 * u + 10))
+    ds = Dataset("toy", "movies", catalog, rows)
+    ds.save(tmp_path)
+    return ds
+
+
+def test_a_held_out_target_never_reaches_its_own_trace(tmp_path):
+    ds = _world(tmp_path)
+    splits = leave_one_out(ds.timelines(), T.window_size)
+    evidence, info = build_evidence(tmp_path, ds.catalog, "loo", T.window_size)
+    assert info["protocol"] == "loo"
+    held_out = "Only Ever Held Out"
+    assert all(s.target.item_id == "99" for s in splits["test"])
+    for s in splits["test"] + splits["valid"]:
+        trace = render_trace(s.history, ds.catalog, T, evidence)
+        prompt = user_prompt(s.history, ds.catalog, s.now, T, evidence)
+        assert trace  # there is something to reason over
+        assert held_out not in trace and held_out not in prompt
+        # The target is no input: another target gives the very same trace.
+        other = dataclasses.replace(s, target=dataclasses.replace(s.target, item_id="3"))
+        assert render_trace(other.history, ds.catalog, T, evidence) == trace
+
+
+def test_temporal_evidence_uses_only_interactions_before_the_split(tmp_path):
+    ds = _world(tmp_path)
+    splits = temporal_split(ds.timelines(), T.window_size)
+    cutoff = max(s.target.timestamp for s in splits["train"])
+    evidence, _ = build_evidence(tmp_path, ds.catalog, "temporal", T.window_size)
+    later = {x.item_id for x in ds.interactions if x.timestamp > cutoff} - {
+        x.item_id for x in ds.interactions if x.timestamp <= cutoff
+    }
+    for item in later:  # items first seen after the training cut-off have no co-interactions at all
+        assert evidence.users[ds.catalog.row_of[item]] == 0
+
+
+def test_trace_cites_catalog_facts(tmp_path):
+    ds = _world(tmp_path)
+    s = leave_one_out(ds.timelines(), T.window_size)["test"][0]
+    evidence, _ = build_evidence(tmp_path, ds.catalog, "loo", T.window_size)
+    trace = render_trace(s.history, ds.catalog, T, evidence)
+    lines = trace.strip().splitlines()
+    assert lines[0].startswith("Step 1: you rated [") and "of its viewers went on to [" in lines[0]
+    assert lines[-1].startswith("Best match: [")
+    prompt_lines = set(user_prompt(s.history, ds.catalog, s.now, T, evidence).splitlines())
+    assert not any(line in prompt_lines for line in lines)  # reasoning restates, never copies, the prompt
