@@ -1,6 +1,10 @@
-"""``r2ec demo-bundle``: SmolLM2-135M-Instruct (packaged) + the MovieLens-100K catalog -> the embedded default bundle.
+"""``r2ec demo-bundle``: SmolLM2-135M-Instruct (packaged) + MovieLens-100K -> the embedded default bundle.
 
-Offline and reproducible on a fresh machine in a few minutes on 2 cores.
+The default merges the project's trained LoRA adapter (``model_export/assets/demo-adapter``: stage-1 SFT on
+interaction-of-thought traces, see docs/training.md) and serves the ``movies_evidence`` prompt with a
+co-interaction table from the leave-one-out training interactions. ``untrained=True`` builds the plain base
+model with the ``movies`` prompt (the comparison point in docs/results.md). Offline and reproducible on a fresh
+machine in a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ from pathlib import Path
 from model_export import smollm2
 from model_export.data import movielens
 from model_export.data.format import Dataset
-from model_export.export import ExportConfig, run_export
+from model_export.data.splits import Protocol
+from model_export.evidence import build_evidence
+from model_export.export import ExportConfig, read_catalog, run_export
 from r2ec.templates import domain_templates
 
 DEFAULT_HOME = Path(os.environ.get("R2EC_HOME", Path.home() / ".cache" / "r2ec"))
 DEFAULT_BUNDLE = DEFAULT_HOME / "bundles" / "demo-smollm2-ml100k"
 DEFAULT_DATA = DEFAULT_HOME / "data" / "ml-100k"
 DEFAULT_BASE = DEFAULT_HOME / "models" / "smollm2-135m-instruct"
+DEMO_ADAPTER = Path(__file__).resolve().parent / "assets" / "demo-adapter"
+DEMO_PROTOCOL: Protocol = "loo"  # the adapter and the evidence table learnt from the leave-one-out training split
 
 
 def ensure_movielens(data_dir: Path = DEFAULT_DATA) -> Dataset:
@@ -26,20 +34,42 @@ def ensure_movielens(data_dir: Path = DEFAULT_DATA) -> Dataset:
     return movielens.build(data_dir, cache=DEFAULT_HOME / "wheels")
 
 
-def build_demo_bundle(out: Path = DEFAULT_BUNDLE, force: bool = False, data_dir: Path = DEFAULT_DATA) -> Path:
-    ensure_movielens(data_dir)
-    base = smollm2.convert(DEFAULT_BASE)
-    return run_export(
-        ExportConfig(
+def demo_export_config(
+    out: Path, data_dir: Path, base: Path, force: bool = False, untrained: bool = False, catalog: Path | None = None
+) -> ExportConfig:
+    """The demo bundle's export: the shipped adapter and evidence, unless ``untrained``."""
+    if untrained:
+        return ExportConfig(
             base_model=base,
-            catalog=data_dir,
+            catalog=catalog or data_dir,
             templates=domain_templates("movies"),
             domain="movies",
             out=out,
             force=force,
-            name="demo-smollm2-ml100k",
+            name="demo-smollm2-ml100k-untrained",
         )
+    templates = domain_templates("movies_evidence")
+    evidence, source = build_evidence(data_dir, read_catalog(catalog or data_dir), DEMO_PROTOCOL, templates.window_size)
+    return ExportConfig(
+        base_model=base,
+        catalog=catalog or data_dir,
+        templates=templates,
+        domain="movies_evidence",
+        out=out,
+        adapter=DEMO_ADAPTER,
+        force=force,
+        name="demo-smollm2-ml100k",
+        evidence=evidence,
+        evidence_source=source,
     )
+
+
+def build_demo_bundle(
+    out: Path = DEFAULT_BUNDLE, force: bool = False, data_dir: Path = DEFAULT_DATA, untrained: bool = False
+) -> Path:
+    ensure_movielens(data_dir)
+    base = smollm2.convert(DEFAULT_BASE)
+    return run_export(demo_export_config(out, data_dir, base, force=force, untrained=untrained))
 
 
 def ensure_demo_bundle(out: Path = DEFAULT_BUNDLE) -> Path:

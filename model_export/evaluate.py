@@ -41,6 +41,16 @@ class SampleResult:
     reasoning: str | None
     tokens: int
     seconds: float
+    copied_lines: int = 0  # reasoning lines that repeat a line of the prompt verbatim
+    reasoning_lines: int = 0
+    finish_reason: str | None = None
+
+
+def copied_lines(reasoning: str, prompt: str) -> tuple[int, int]:
+    """(reasoning lines that repeat a prompt line verbatim, non-empty reasoning lines)."""
+    prompt_lines = {line.strip() for line in prompt.splitlines() if line.strip()}
+    lines = [line.strip() for line in reasoning.splitlines() if line.strip()]
+    return sum(1 for line in lines if line in prompt_lines), len(lines)
 
 
 async def rank_of_target(
@@ -56,12 +66,16 @@ async def rank_of_target(
     ranked = recommender.rank_rows(uv.vector, sample.history, k, mask=mask, seen=sample.seen)
     target_row = recommender.catalog.row_of[sample.target.item_id]
     hits = [i for i, r in enumerate(ranked.rows.tolist()) if r == target_row]
+    copied, lines = copied_lines(uv.reasoning or "", recommender.prompt_for(sample.history, sample.now))
     return SampleResult(
         sample,
         hits[0] if hits else None,
         uv.reasoning,
         uv.generation.num_tokens if uv.generation else 0,
         time.perf_counter() - started,
+        copied,
+        lines,
+        uv.generation.finish_reason if uv.generation else None,
     )
 
 
@@ -90,8 +104,14 @@ async def evaluate(
     elapsed = time.perf_counter() - started
     metrics = summarize([r.rank for r in results])
     tokens = sum(r.tokens for r in results)
+    reasoning_lines = sum(r.reasoning_lines for r in results)
     summary = {
         "metrics": metrics,
+        "reasoning": {
+            "lines": reasoning_lines,
+            "copy_rate": round(sum(r.copied_lines for r in results) / reasoning_lines, 4) if reasoning_lines else None,
+            "finished_at_answer": sum(1 for r in results if r.finish_reason == "answer"),
+        },
         "counts": {
             "samples": len(results),
             "users": len({r.sample.user_id for r in results}),
@@ -124,6 +144,8 @@ def write_results(path: Path, summary: dict[str, Any], results: Sequence[SampleR
                         "target": r.sample.target.item_id,
                         "rank": r.rank,
                         "tokens": r.tokens,
+                        "finish_reason": r.finish_reason,
+                        "copied_lines": r.copied_lines,
                         "reasoning": r.reasoning,
                     },
                     ensure_ascii=False,

