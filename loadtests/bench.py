@@ -35,7 +35,7 @@ from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.base import Engine, GenerationOptions
 from r2ec.engine.factory import EngineSettings, build_engine
-from r2ec.index import IndexKind, IndexSpec, build_index, recall_at
+from r2ec.index import IndexKind, IndexSpec, build_index, faiss_gpus, place_index, recall_at
 from r2ec.prompts import user_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -417,6 +417,17 @@ def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
             cfg.progress(
                 f"  catalog: {n} items, {kind}: p50 {rows[-1]['search']['p50_ms']:.3f} ms, recall {recall:.3f}"
             )
+        if faiss_gpus() > 0:  # the same searches on GPU 0, side by side with the CPU rows
+            for kind in ("flat", "ivf"):
+                spec = IndexSpec(kind=kind)
+                gpu_index, _ = place_index(build_index(vectors, spec), spec, "gpu")
+                times = []
+                for q in queries:
+                    t = time.perf_counter()
+                    gpu_index.search(q[None], 10)
+                    times.append(time.perf_counter() - t)
+                recall = recall_at(gpu_index, vectors, queries, 10) if kind != "flat" else 1.0
+                rows.append({"items": n, "index": f"{kind}-gpu", "search": dist(times), "recall_at_10": recall})
         del vectors
     return {"dim": cfg.catalog_dim, "queries": 200, "batch": 1, "rows": rows}
 

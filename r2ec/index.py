@@ -77,3 +77,59 @@ def recall_at(approx: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: 
     _, got = approx.search(queries, k)
     hits = sum(len(set(t.tolist()) & set(g.tolist())) for t, g in zip(truth, got, strict=True))
     return hits / (k * len(queries))
+
+
+IndexDevice = Literal["auto", "cpu", "gpu"]
+
+
+class IndexDeviceError(RuntimeError):
+    """``index_device=gpu`` was asked for where FAISS has no GPU."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: Literal["cpu", "gpu"]
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"device": self.device, "reason": self.reason}
+
+
+def faiss_gpus() -> int:
+    """GPUs FAISS can use: 0 with faiss-cpu (no GPU symbols) or without a CUDA device."""
+    get = getattr(faiss, "get_num_gpus", None)
+    try:
+        return int(get()) if get is not None else 0
+    except RuntimeError:
+        return 0
+
+
+def check_device(device: IndexDevice) -> None:
+    """Refuse ``gpu`` at start-up, before any model is loaded, where no GPU is usable."""
+    if device == "gpu" and faiss_gpus() == 0:
+        raise IndexDeviceError(
+            "index_device=gpu, but FAISS reports no GPU (faiss-cpu is installed, or no CUDA device is visible); "
+            "use --index-device auto or cpu, or install faiss-gpu-cu12 on a GPU machine"
+        )
+
+
+def place_index(index: faiss.Index, spec: IndexSpec, device: IndexDevice) -> tuple[faiss.Index, Placement]:
+    """Move ``index`` to the GPU when asked (``gpu``) or when one is there (``auto``); say where it ended up.
+
+    Flat and IVF have GPU forms (same results: exact search stays exact). HNSW has none in FAISS: it stays on the
+    CPU, where its graph search is already well under a millisecond.
+    """
+    check_device(device)
+    if device == "cpu":
+        return index, Placement("cpu", "index_device=cpu")
+    if faiss_gpus() == 0:
+        return index, Placement("cpu", "auto: FAISS reports no GPU")
+    if spec.kind == "hnsw":
+        return index, Placement("cpu", f"{device}: HNSW has no GPU form in FAISS; it stays on the CPU")
+    resources = faiss.StandardGpuResources()
+    gpu_index: Any = faiss.index_cpu_to_gpu(resources, 0, index)
+    gpu_index.r2ec_resources = resources  # the resources must live as long as the index
+    if spec.kind == "ivf":  # GPU indexes take search parameters through GpuParameterSpace
+        cpu_index: Any = index
+        faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", min(spec.nprobe, cpu_index.nlist))
+    return gpu_index, Placement("gpu", f"{device}: FAISS GPU 0")

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import r2ec
 from r2ec import logs
+from r2ec.index import check_device, place_index
 from service.auth import check_bearer
 from service.cache import Cache, LocalCache, RedisCache
 from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
@@ -213,6 +214,7 @@ async def load_components(state: ServiceState, engine_factory: Any = None) -> No
     from r2ec.engine.factory import EngineSettings, build_engine
 
     s = state.settings
+    check_device(s.index_device)  # before minutes of model loading: a missing GPU is a start-up error
     if s.bundle is None:
         from model_export.demo import ensure_demo_bundle
 
@@ -220,6 +222,9 @@ async def load_components(state: ServiceState, engine_factory: Any = None) -> No
     else:
         bundle_path = s.bundle
     bundle = await asyncio.to_thread(load_bundle, bundle_path, s.verify_bundle)
+    bundle.index, placement = place_index(bundle.index, bundle.index_spec, s.index_device)
+    state.index_placement = placement.to_dict()
+    log.info("index placed", extra={"kind": bundle.index_spec.kind, **placement.to_dict()})
     state.bundle = bundle  # serving defaults (dtype, reasoning budget) come from it
     tokenizer = await asyncio.to_thread(lambda: bundle.tokenizer)
     engine_settings = EngineSettings(

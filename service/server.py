@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from r2ec import logs
+from r2ec.index import IndexDeviceError, check_device
 from service.app import create_app
 from service.settings import Settings
 from service.state import ServiceState
@@ -118,6 +119,10 @@ class DrainingServer(uvicorn.Server):
 
 def run(settings: Settings) -> None:
     logs.setup(settings.log_level)
+    try:
+        check_device(settings.index_device)
+    except IndexDeviceError as exc:
+        raise SystemExit(f"error: {exc}") from None
     app = create_app(settings)
     GuardedHttpToolsProtocol.header_timeout_s = settings.header_timeout_s
     config = uvicorn.Config(

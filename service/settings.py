@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(5.0, description="How long the transformers batcher waits for company.")
     max_queue: int = Field(64, description="Requests admitted beyond which /v1/recommend answers 429.")
     max_model_len: int = Field(4096, description="vLLM context length.")
+    index_device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Where the FAISS index lives: auto (a GPU if FAISS has one), cpu or gpu."
+    )
     vllm_capture: Literal["hook", "pooling"] = Field(
         "hook", description="Hidden-state capture: worker hook or pooling engine."
     )

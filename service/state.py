@@ -30,6 +30,7 @@ class ServiceState:
     draining: bool = False
     inflight: int = 0
     startup_error: str | None = None
+    index_placement: dict[str, str] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

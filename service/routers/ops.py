@@ -48,7 +48,11 @@ async def ready(request: Request) -> JSONResponse:
             "ready": bool(st.engine is not None and st.engine.ready),
             **(st.engine.stats() if st.engine is not None else {}),
         },
-        "index": {"loaded": st.bundle is not None, "items": len(st.bundle.catalog) if st.bundle else 0},
+        "index": {
+            "loaded": st.bundle is not None,
+            "items": len(st.bundle.catalog) if st.bundle else 0,
+            **(st.index_placement or {}),
+        },
         "cache": {**cache, "status": _cache_status(cache)},
         "inflight": st.inflight,
     }
@@ -88,7 +92,7 @@ async def info(request: Request) -> dict[str, Any]:
             "items": len(b.catalog),
             "dim": b.dim,
             "tau": b.tau,
-            "index": b.manifest["index"],
+            "index": {**b.manifest["index"], **(st.index_placement or {})},
             "window_size": b.templates.window_size,
             "generation": b.generation.to_dict(),
         },
