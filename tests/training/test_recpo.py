@@ -132,3 +132,17 @@ def test_time_limit_stops_before_another_step(tiny_model_dir, data_dir, tmp_path
     cfg = _cfg(no_reasoning=True, max_steps=50, eval_every=50, time_limit_s=0.001)
     summary = RecPOTrainer(cfg, tiny_model_dir, data_dir, tmp_path / "t", _templates(), progress=False).train()
     assert summary["stop"] == "time_limit" and summary["steps"] == 0
+
+
+def test_ppo_epochs_move_the_ratio_so_clipping_bites(tiny_model_dir, data_dir, tmp_path):
+    """With ppo_epochs > 1 the later epochs reuse the rollouts: the ratio leaves 1 and tokens get clipped."""
+    cfg = _cfg(max_steps=1, ppo_epochs=4, lr=5e-2, eps_low=0.01, eps_high=0.01, max_new_tokens=4)
+    trainer = RecPOTrainer(cfg, tiny_model_dir, data_dir, tmp_path / "run", _templates(), progress=False)
+    trainer.refresh_items()
+    record = trainer.train_step(trainer.train_samples[:8])
+    assert record["clip_frac"] > 0, record  # measured on the last epoch, against the behaviour policy
+    one = RecPOTrainer(
+        _cfg(max_steps=1, ppo_epochs=1), tiny_model_dir, data_dir, tmp_path / "one", _templates(), progress=False
+    )
+    one.refresh_items()
+    assert one.train_step(one.train_samples[:8])["clip_frac"] == 0.0  # on-policy: ratio exactly 1
