@@ -30,6 +30,7 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 
+from loadtests.launcher import ServerProcess
 from model_export.bundle import Bundle, load_bundle
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
@@ -187,64 +188,20 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
 
 
 # -- a server subprocess ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(
     bundle: Path, backend: str, extra: dict[str, str] | None = None, threads: int | None = None
-) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    log = Path(tempfile.mkstemp(prefix="r2ec-bench-", suffix=".log")[1])
-    env = {
-        **os.environ,
-        "R2EC_BUNDLE": str(bundle),
-        "R2EC_PORT": str(port),
-        "R2EC_BACKEND": backend,
-        "R2EC_LOG_LEVEL": "warning",
-        "R2EC_MAX_QUEUE": "512",
-        "OMP_WAIT_POLICY": "PASSIVE",
-        **(extra or {}),
-    }
+) -> ServerProcess:
+    env = {"R2EC_BACKEND": backend, "R2EC_LOG_LEVEL": "warning", "R2EC_MAX_QUEUE": "512", **(extra or {})}
     if threads:
         env["R2EC_THREADS"] = str(threads)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            r = httpx.get(url + "/ready", timeout=2)
-            if r.status_code == 200:
-                return proc, url, log
-            if r.json().get("error"):
-                raise RuntimeError(r.json()["error"])
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise TimeoutError("server did not become ready in 10 minutes")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return ServerProcess(bundle, env).start(timeout=600)
 
 
 # -- scenario 2 ------------------------------------------------------------------------------------------------
 async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     backend: Literal["transformers", "vllm"] = "transformers"
-    proc, url, _ = start_server(cfg.bundle, backend, threads=cfg.threads)
+    srv = start_server(cfg.bundle, backend, threads=cfg.threads)
+    url = srv.url
     engine: Engine = build_engine(
         bundle.model_dir, bundle.tokenizer, EngineSettings(backend=backend), bundle.templates.answer
     )
@@ -269,7 +226,7 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
                     t = time.perf_counter()
                     if order == 0:
                         uv = await rec.user_vector(s.history, s.now, options, f"d{i}")
-                        rec.rank(uv.vector, s.history, 10)
+                        rec.rank_rows(uv.vector, s.history, 10)
                         direct.append(time.perf_counter() - t)
                     else:
                         r = await client.post(url + "/v1/recommend", json=body)
@@ -278,7 +235,7 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
                 cfg.progress(f"  overhead: request {i + 1}/{len(samples)}")
     finally:
         await engine.close()
-        stop_server(proc)
+        srv.stop()
     d, h = dist(direct), dist(http)
     return {
         "backend": backend,
@@ -334,9 +291,8 @@ def scenario_scaling(cfg: BenchConfig, work: Path) -> dict[str, Any]:
 
 
 def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
-    proc, url, _ = start_server(
-        cfg.bundle, backend, extra={"R2EC_MAX_BATCH": str(max(cfg.concurrency))}, threads=cfg.threads
-    )
+    srv = start_server(cfg.bundle, backend, extra={"R2EC_MAX_BATCH": str(max(cfg.concurrency))}, threads=cfg.threads)
+    url = srv.url
     rows = {}
     try:
         for c in cfg.concurrency:
@@ -346,7 +302,7 @@ def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
             rows[str(c)] = stats.get("reasoning", {}) | {"aggregate_rps": stats.get("Aggregated", {}).get("rps", 0)}
             cfg.progress(f"  scaling ({backend}): {c} clients -> {rows[str(c)].get('rps', 0):.3f} req/s")
     finally:
-        stop_server(proc)
+        srv.stop()
     base = rows[str(cfg.concurrency[0])].get("rps") or 0.0
     for row in rows.values():
         row["speedup_vs_1"] = (row.get("rps") or 0) / base if base > 0 else None
@@ -359,7 +315,8 @@ def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
 
 
 def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
-    proc, url, _ = start_server(cfg.bundle, "transformers", threads=cfg.threads)
+    srv = start_server(cfg.bundle, "transformers", threads=cfg.threads)
+    url = srv.url
     try:
         # Warm the cache for the hot pool first (the locustfile's pool: the first 8 histories, seed 0), so the
         # measured cache-hit requests are all hits.
@@ -373,7 +330,7 @@ def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
         free = locust(url, cfg.data, cfg.hot_users, cfg.hot_seconds, {"no-reasoning": 1}, cfg.tokens, work / "free")
         cfg.progress("  hot: reasoning-free done")
     finally:
-        stop_server(proc)
+        srv.stop()
     return {
         "users": cfg.hot_users,
         "seconds": cfg.hot_seconds,

@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,14 +28,10 @@ from typing import Any
 import httpx
 import yaml
 
+from loadtests.launcher import RedisServer, ServerProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC_START, DOC_END = "<!-- faults:start -->", "<!-- faults:end -->"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def shipped_redis_args(data_dir: Path) -> list[str]:
@@ -48,63 +41,13 @@ def shipped_redis_args(data_dir: Path) -> list[str]:
     return args
 
 
-class Redis:
-    def __init__(self, data_dir: Path):
-        self.port = free_port()
-        self.args = shipped_redis_args(data_dir)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("redis-server is not installed")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", *self.args], stdout=subprocess.DEVNULL
-        )
-        import redis
-
-        for _ in range(200):
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.exceptions.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()  # SIGTERM: Redis flushes its AOF and exits, as in a rolling restart
-            self.proc.wait(30)
-            self.proc = None
-
-
 def run_faults(bundle: Path, seconds: float, workers: int = 6, seed: int = 0) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="r2ec-faults-"))
-    redis = Redis(tmp)
+    redis = RedisServer(shipped_redis_args(tmp))
     redis.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "R2EC_BUNDLE": str(bundle),
-        "R2EC_PORT": str(port),
-        "R2EC_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
-        "R2EC_DRAIN_TIMEOUT_S": "10",
-        "R2EC_LOG_LEVEL": "warning",
-    }
-    log_path = tmp / "serve.log"
-    log = log_path.open("w")
-    server = subprocess.Popen([sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=log, stderr=log)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        raise RuntimeError("the server did not become ready")
+    env = {"R2EC_REDIS_URL": redis.url, "R2EC_DRAIN_TIMEOUT_S": "10", "R2EC_LOG_LEVEL": "warning"}
+    server = ServerProcess(bundle, env, log=tmp / "serve.log").start(timeout=300)
+    url = server.url
     catalog = [json.loads(line)["item_id"] for line in (bundle / "catalog.jsonl").read_text().splitlines()[:200]]
     counts: collections.Counter[str] = collections.Counter()
     unexpected: list[str] = []
@@ -172,14 +115,13 @@ def run_faults(bundle: Path, seconds: float, workers: int = 6, seed: int = 0) ->
     events.append(f"{time.monotonic() - started:.1f}s redis started (same port, same AOF)")
     at(0.90)
     signalled.set()
-    server.send_signal(signal.SIGTERM)
+    server.signal(signal.SIGTERM)
     events.append(f"{time.monotonic() - started:.1f}s SIGTERM to the server")
     status = server.wait(60)
     events.append(f"{time.monotonic() - started:.1f}s server exited with status {status}")
     stop.set()
     for t in threads:
         t.join(90)
-    log.close()
     import redis as redis_client
 
     client = redis_client.Redis(port=redis.port)

@@ -127,17 +127,8 @@ class Recommender:
         rows = None if candidates is None else [self.catalog.row_of[c] for c in candidates]
         return self.ranker.rank(vector, k, self.excluded_rows(history, mask, seen, exclude), rows)
 
-    def rank(
-        self,
-        vector: np.ndarray,
-        history: Sequence[Event],
-        k: int,
-        candidates: Sequence[str] | None = None,
-        mask: Mask = "window",
-        seen: Iterable[str] = (),
-        exclude: Iterable[str] = (),
-    ) -> list[ScoredItem]:
-        ranked = self.rank_rows(vector, history, k, candidates, mask, seen, exclude)
+    def scored(self, ranked: Ranked) -> list[ScoredItem]:
+        """Catalog items with cosine and probability, in ranked order."""
         return [
             ScoredItem(self.catalog.items[int(r)], float(c), float(p))
             for r, c, p in zip(ranked.rows, ranked.cosines, ranked.probabilities, strict=True)

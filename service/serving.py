@@ -197,14 +197,16 @@ class RecommendService:
             if prep.cache_key is not None and self.state.cache is not None:
                 await self.state.cache.put_result(prep.cache_key, CachedResult(reasoning, vector, tokens, finish))
         search_started = time.perf_counter()
-        scored = rec.rank(
-            vector,
-            prep.history,
-            prep.k,
-            req.candidates,
-            mask="seen" if req.exclude_history else "none",
-            seen=prep.seen,
-            exclude=req.exclude or (),
+        scored = rec.scored(
+            rec.rank_rows(
+                vector,
+                prep.history,
+                prep.k,
+                req.candidates,
+                mask="seen" if req.exclude_history else "none",
+                seen=prep.seen,
+                exclude=req.exclude or (),
+            )
         )
         search_s = time.perf_counter() - search_started
         m = self.state.metrics

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import torch
 
+from loadtests.launcher import free_port
 from model_export.data.format import Dataset, Interaction
 from r2ec.catalog import Catalog, Item
 
@@ -76,12 +76,6 @@ def build_tiny_model(out: Path, tokenizer: Any, seed: int = 0) -> Path:
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerThread:

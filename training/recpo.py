@@ -48,6 +48,7 @@ from training.losses import (
     ppo_token_loss,
     recommendation_loss,
 )
+from training.persistence import load_state, save_adapter, save_checkpoint
 
 log = logs.get(__name__)
 
@@ -124,10 +125,9 @@ class RecPOTrainer:
         self.stale = 0
         self.history: list[dict[str, Any]] = []
         self.item_vectors: np.ndarray | None = None
-        if resume and (ckpt / "state.json").is_file():
-            state = json.loads((ckpt / "state.json").read_text())
+        state = load_state(out_dir, self.optimizer) if resume else None
+        if state is not None:
             self.step, self.best, self.stale = state["step"], state["best"], state["stale"]
-            self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
             log.info("resumed", extra={"step": self.step, "best": self.best})
         self.engine = TransformersEngine(model_dir, self.tokenizer, model=self.model, max_batch=64, batch_wait_s=0.02)
 
@@ -306,20 +306,16 @@ class RecPOTrainer:
 
     # -- persistence -----------------------------------------------------------------------------------------------
     def save_adapter(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        self.model.save_pretrained(str(tmp))
-        (tmp / "training_config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        tmp.rename(path)
+        save_adapter(self.model, path, self.cfg.to_dict())
 
     def checkpoint(self) -> None:
-        ckpt = self.out / "checkpoint"
-        self.save_adapter(ckpt)
-        torch.save(self.optimizer.state_dict(), ckpt / "optimizer.pt")
-        (ckpt / "state.json").write_text(json.dumps({"step": self.step, "best": self.best, "stale": self.stale}))
+        save_checkpoint(
+            self.model,
+            self.optimizer,
+            self.out,
+            self.cfg.to_dict(),
+            {"step": self.step, "best": self.best, "stale": self.stale},
+        )
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)

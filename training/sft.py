@@ -39,6 +39,7 @@ from r2ec.metrics import summarize
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
+from training.persistence import load_state, save_adapter, save_checkpoint
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -129,10 +130,9 @@ class SFTTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.best = 0, -1.0
         self.bank: torch.Tensor | None = None
-        if resume and (ckpt / "state.json").is_file():
-            state = json.loads((ckpt / "state.json").read_text())
+        state = load_state(out_dir, self.optimizer) if resume else None
+        if state is not None:
             self.step, self.best = state["step"], state["best"]
-            self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
             log.info("resumed", extra={"step": self.step, "best": self.best})
         answer_ids = self.tokenizer(templates.answer, add_special_tokens=False)["input_ids"]
         self.answer_len = len(answer_ids)
@@ -286,22 +286,16 @@ class SFTTrainer:
 
     # -- persistence -----------------------------------------------------------------------------------------------
     def save_adapter(self, path: Path) -> None:
-        import shutil
-
-        tmp = path.with_name(path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        self.model.save_pretrained(str(tmp))
-        (tmp / "training_config.json").write_text(json.dumps({"stage": "sft", **self.cfg.to_dict()}, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+        save_adapter(self.model, path, {"stage": "sft", **self.cfg.to_dict()})
 
     def checkpoint(self) -> None:
-        ckpt = self.out / "checkpoint"
-        self.save_adapter(ckpt)
-        torch.save(self.optimizer.state_dict(), ckpt / "optimizer.pt")
-        (ckpt / "state.json").write_text(json.dumps({"step": self.step, "best": self.best}))
+        save_checkpoint(
+            self.model,
+            self.optimizer,
+            self.out,
+            {"stage": "sft", **self.cfg.to_dict()},
+            {"step": self.step, "best": self.best},
+        )
 
     def _log(self, record: dict[str, Any]) -> None:
         with (self.out / "metrics.jsonl").open("a") as f:

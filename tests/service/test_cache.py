@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 
 import httpx
 import numpy as np
-import pytest
 
+from loadtests.launcher import RedisServer
 from service.cache import CachedResult, LocalCache
 from tests.helpers import free_port
 from tests.service.conftest import make_server
@@ -17,41 +15,7 @@ from tests.service.conftest import make_server
 BODY = {"history": [{"item_id": "103", "rating": 4, "timestamp": 1_600_000_000}], "k": 3, "max_reasoning_tokens": 4}
 
 
-class RedisProcess:
-    """A real redis-server of the test's own, so it can be stopped without touching the machine's one."""
-
-    def __init__(self, args: list[str] | None = None) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.args = args if args is not None else ["--save", "", "--appendonly", "no"]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail("redis-server is not installed")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", *self.args],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        for _ in range(100):
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+RedisProcess = RedisServer  # a real redis-server of the test's own, stoppable without touching the machine's one
 
 
 def _wait(cond, timeout=15.0):

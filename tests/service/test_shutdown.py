@@ -12,6 +12,7 @@ import time
 
 import httpx
 
+from loadtests.launcher import ServerProcess
 from tests.helpers import free_port
 
 
@@ -65,35 +66,13 @@ def test_sigterm_drains_in_flight_requests(tiny_bundle, tmp_path):
     assert '"drained"' in (tmp_path / "serve.log").read_text()
 
 
-class Served:
+class Served(ServerProcess):
     """``r2ec serve`` in a subprocess, as in production (signals, uvicorn, exit status)."""
 
     def __init__(self, bundle, tmp_path, **env_overrides: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "R2EC_BUNDLE": str(bundle),
-            "R2EC_PORT": str(self.port),
-            "R2EC_THREADS": "2",
-            "R2EC_MAX_MODEL_LEN": "8192",
-            "R2EC_MAX_REASONING_TOKENS": "4000",
-            **env_overrides,
-        }
-        self.log_path = tmp_path / "serve.log"
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("server did not become ready")
+        env = {"R2EC_THREADS": "2", "R2EC_MAX_MODEL_LEN": "8192", "R2EC_MAX_REASONING_TOKENS": "4000", **env_overrides}
+        super().__init__(bundle, env, log=tmp_path / "serve.log")
+        self.start(timeout=120)
 
     def long_request(self, result: dict) -> threading.Thread:
         def run() -> None:
@@ -113,9 +92,7 @@ class Served:
         return t
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.log.close()
+        self.kill()
 
 
 def test_shutdown_is_bounded_by_the_drain_timeout(tiny_bundle, tmp_path):
@@ -127,8 +104,8 @@ def test_shutdown_is_bounded_by_the_drain_timeout(tiny_bundle, tmp_path):
         slow = socket.create_connection(("127.0.0.1", srv.port))  # a client that never finishes its headers
         slow.sendall(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
-        srv.proc.send_signal(signal.SIGTERM)
-        status = srv.proc.wait(30)
+        srv.signal(signal.SIGTERM)
+        status = srv.wait(30)
         elapsed = time.monotonic() - started
         t.join(30)
         assert status == 0
@@ -145,12 +122,12 @@ def test_second_signal_exits_at_once_with_status_1(tiny_bundle, tmp_path):
     try:
         result: dict = {}
         t = srv.long_request(result)
-        srv.proc.send_signal(signal.SIGTERM)
+        srv.signal(signal.SIGTERM)
         time.sleep(0.5)
-        assert srv.proc.poll() is None  # still draining
+        assert srv.proc is not None and srv.proc.poll() is None  # still draining
         started = time.monotonic()
-        srv.proc.send_signal(signal.SIGTERM)
-        status = srv.proc.wait(15)
+        srv.signal(signal.SIGTERM)
+        status = srv.wait(15)
         assert time.monotonic() - started < 5
         assert status == 1
         t.join(30)

@@ -1,0 +1,42 @@
+"""Adapters and checkpoints on disk, written atomically (a crash never leaves half an adapter under its name)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT = "checkpoint"
+
+
+def save_adapter(model: Any, path: Path, config: dict[str, Any]) -> None:
+    """The PEFT adapter plus the training config that made it, via a sibling temporary directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp))
+    (tmp / "training_config.json").write_text(json.dumps(config, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def save_checkpoint(model: Any, optimizer: Any, out: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
+    """``OUT/checkpoint``: the latest adapter, the optimiser state and the loop state (step, best, ...)."""
+    ckpt = out / CHECKPOINT
+    save_adapter(model, ckpt, config)
+    torch.save(optimizer.state_dict(), ckpt / "optimizer.pt")
+    (ckpt / "state.json").write_text(json.dumps(state))
+
+
+def load_state(out: Path, optimizer: Any) -> dict[str, Any] | None:
+    """The loop state of ``OUT/checkpoint`` (and the optimiser restored), or None when there is none."""
+    ckpt = out / CHECKPOINT
+    if not (ckpt / "state.json").is_file():
+        return None
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    state: dict[str, Any] = json.loads((ckpt / "state.json").read_text())
+    return state
