@@ -40,3 +40,15 @@ def load_state(out: Path, optimizer: Any) -> dict[str, Any] | None:
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     state: dict[str, Any] = json.loads((ckpt / "state.json").read_text())
     return state
+
+
+def append_metrics(out: Path, record: dict[str, Any]) -> None:
+    """One JSON record per step in ``OUT/metrics.jsonl``."""
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_run_config(out: Path, config: dict[str, Any]) -> None:
+    """``OUT/training_config.json``: what this run was asked to do (the directory is created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "training_config.json").write_text(json.dumps(config, indent=2))

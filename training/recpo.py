@@ -48,7 +48,7 @@ from training.losses import (
     ppo_token_loss,
     recommendation_loss,
 )
-from training.persistence import load_state, save_adapter, save_checkpoint
+from training.persistence import append_metrics, load_state, save_adapter, save_checkpoint, write_run_config
 
 log = logs.get(__name__)
 
@@ -319,18 +319,14 @@ class RecPOTrainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        with (self.out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_metrics(self.out, record)
         log.info("train", extra=record)
 
     # -- loop ------------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "training_config.json").write_text(
-            json.dumps(
-                {**cfg.to_dict(), "base_model": str(self.model_dir), "templates": self.templates.to_dict()}, indent=2
-            )
+        write_run_config(
+            self.out, {**cfg.to_dict(), "base_model": str(self.model_dir), "templates": self.templates.to_dict()}
         )
         started = time.monotonic()
         if self.step == 0:

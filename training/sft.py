@@ -39,7 +39,7 @@ from r2ec.metrics import summarize
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
-from training.persistence import load_state, save_adapter, save_checkpoint
+from training.persistence import append_metrics, load_state, save_adapter, save_checkpoint, write_run_config
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -298,24 +298,20 @@ class SFTTrainer:
         )
 
     def _log(self, record: dict[str, Any]) -> None:
-        with (self.out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_metrics(self.out, record)
         log.info("sft", extra=record)
 
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "training_config.json").write_text(
-            json.dumps(
-                {
-                    "stage": "sft",
-                    **cfg.to_dict(),
-                    "base_model": str(self.model_dir),
-                    "templates": self.templates.to_dict(),
-                    "evidence": self.evidence_info,
-                },
-                indent=2,
-            )
+        write_run_config(
+            self.out,
+            {
+                "stage": "sft",
+                **cfg.to_dict(),
+                "base_model": str(self.model_dir),
+                "templates": self.templates.to_dict(),
+                "evidence": self.evidence_info,
+            },
         )
         started = time.monotonic()
         rng = random.Random(cfg.seed * 7919 + self.step)
