@@ -23,7 +23,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy r2ec model_export service training loadtests tests
+	$(VENV)/bin/mypy r2ec model_export service training loadtests entrypoints tests
 
 demo-bundle: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/r2ec demo-bundle

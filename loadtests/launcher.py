@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m r2ec.cli serve`` on a free loopback port with ``R2EC_*`` settings from ``env``."""
+    """``python -m entrypoints.cli serve`` on a free loopback port with ``R2EC_*`` settings from ``env``."""
 
     def __init__(self, bundle: Path, env: dict[str, str] | None = None, log: Path | None = None):
         self.port = free_port()
@@ -45,7 +45,7 @@ class ServerProcess:
     def start(self, timeout: float = 600) -> ServerProcess:
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "r2ec.cli", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "entrypoints.cli", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from r2ec.bundle import Bundle
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.chat import ChatRenderer
 from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions
@@ -54,6 +55,11 @@ class Recommender:
         self.templates = templates
         self.ranker = ranker
         self.renderer = ChatRenderer(tokenizer, templates)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, engine: Engine) -> Recommender:
+        """The pipeline over a bundle's catalog, templates, vectors, evidence and tokenizer, on ``engine``."""
+        return cls(engine, bundle.catalog, bundle.templates, bundle.ranker(), bundle.tokenizer, bundle.evidence)
 
     # -- prompts ---------------------------------------------------------------------------------------------
     def prompt_for(self, history: Sequence[Event], now: float) -> str:

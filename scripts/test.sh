@@ -12,6 +12,6 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
-"$VENV/bin/mypy" r2ec model_export service training loadtests tests
+"$VENV/bin/mypy" r2ec model_export service training loadtests entrypoints tests
 # pytest exits 5 when it collected nothing: that must fail CI, never pass as green.
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -7,8 +7,9 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -208,19 +209,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(ErrorType.INTERNAL, "internal error", _request_id(request)), status_code=500)
 
 
-async def load_components(state: ServiceState, engine_factory: Any = None) -> None:
-    """Load the bundle, start the engine and the cache. Runs after the server is listening."""
-    from model_export.bundle import load_bundle
+async def load_components(
+    state: ServiceState, engine_factory: Any = None, default_bundle: Callable[[], Path] | None = None
+) -> None:
+    """Load the bundle, start the engine and the cache. Runs after the server is listening.
+
+    ``default_bundle`` provides the bundle when the settings name none (the entry point passes the demo bundle's
+    builder); the service itself knows nothing of how bundles are made.
+    """
+    from r2ec.bundle import load_bundle
     from r2ec.engine.factory import EngineSettings, build_engine
 
     s = state.settings
     check_device(s.index_device)  # before minutes of model loading: a missing GPU is a start-up error
-    if s.bundle is None:
-        from model_export.demo import ensure_demo_bundle
-
-        bundle_path = await asyncio.to_thread(ensure_demo_bundle)
-    else:
+    if s.bundle is not None:
         bundle_path = s.bundle
+    elif default_bundle is not None:
+        bundle_path = await asyncio.to_thread(default_bundle)
+    else:
+        raise RuntimeError("no bundle: set --bundle / R2EC_BUNDLE")
     bundle = await asyncio.to_thread(load_bundle, bundle_path, s.verify_bundle)
     bundle.index, placement = place_index(bundle.index, bundle.index_spec, s.index_device)
     state.index_placement = placement.to_dict()
@@ -268,7 +275,9 @@ def make_cache(settings: Settings) -> Cache:
     return LocalCache(settings.cache_size, settings.cache_ttl_s, settings.user_events_cap)
 
 
-def create_app(settings: Settings | None = None, engine_factory: Any = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine_factory: Any = None, default_bundle: Callable[[], Path] | None = None
+) -> FastAPI:
     settings = settings or Settings()
     state = ServiceState(settings=settings, metrics=Metrics())
     state.idle.set()
@@ -284,7 +293,7 @@ def create_app(settings: Settings | None = None, engine_factory: Any = None) -> 
 
         async def load() -> None:
             try:
-                await load_components(state, engine_factory)
+                await load_components(state, engine_factory, default_bundle)
             except Exception as exc:
                 state.startup_error = f"{type(exc).__name__}: {exc}"
                 log.error("startup failed", extra={"error": state.startup_error})

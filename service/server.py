@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -117,13 +119,13 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, default_bundle: Callable[[], Path] | None = None) -> None:
     logs.setup(settings.log_level)
     try:
         check_device(settings.index_device)
     except IndexDeviceError as exc:
         raise SystemExit(f"error: {exc}") from None
-    app = create_app(settings)
+    app = create_app(settings, default_bundle=default_bundle)
     GuardedHttpToolsProtocol.header_timeout_s = settings.header_timeout_s
     config = uvicorn.Config(
         app,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from model_export.bundle import Bundle
+from r2ec.bundle import Bundle
 from r2ec.engine.base import Engine
 from r2ec.recommender import Recommender
 from service.cache import Cache

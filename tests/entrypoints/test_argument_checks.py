@@ -11,7 +11,7 @@ import pytest
 
 PROBE = (
     "import sys\n"
-    "from r2ec.cli import app\n"
+    "from entrypoints.cli import app\n"
     "try:\n"
     "    app(sys.argv[1:], standalone_mode=True)\n"
     "finally:\n"

@@ -6,8 +6,8 @@ import json
 
 from typer.testing import CliRunner
 
+from entrypoints.cli import app
 from loadtests.bench import dist, render_markdown
-from r2ec.cli import app
 
 
 def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):

@@ -3,11 +3,11 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
+from entrypoints.cli import app
 from model_export.bundle import load_bundle
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from model_export.evaluate import evaluate, select_samples
-from r2ec.cli import app
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
 from r2ec.metrics import summarize

@@ -38,7 +38,7 @@ def test_gpu_without_one_is_refused():
 
 def test_serve_with_gpu_index_fails_at_start_with_a_clear_message(tiny_bundle):
     proc = subprocess.run(
-        [sys.executable, "-m", "r2ec.cli", "serve", "--bundle", str(tiny_bundle), "--index-device", "gpu"],
+        [sys.executable, "-m", "entrypoints.cli", "serve", "--bundle", str(tiny_bundle), "--index-device", "gpu"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -27,7 +27,9 @@ def test_sigterm_drains_in_flight_requests(tiny_bundle, tmp_path):
         "R2EC_MAX_REASONING_TOKENS": "512",
     }
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "r2ec.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "entrypoints.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -1,0 +1,63 @@
+"""What every command shares: the typer apps, one-line argument errors, logging and thread set-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+app = typer.Typer(help="r2ec-serve: reasoning recommenders (R²ec) from checkpoint to HTTP.", no_args_is_help=True)
+data_app = typer.Typer(help="Build datasets in the project's format (docs/data-format.md).", no_args_is_help=True)
+bundle_app = typer.Typer(help="Inspect and verify serving bundles.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(bundle_app, name="bundle")
+
+
+def setup_logging(level: str = "info") -> None:
+    from r2ec import logs
+
+    logs.setup(level)
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2: argument problems are reported before any heavy work starts."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def need_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        fail(f"{what} {path} does not exist")
+
+
+def need_dataset(path: Path) -> None:
+    if not (path / "dataset.json").is_file():
+        fail(f"{path} is not a dataset directory (make one with r2ec data ...)")
+
+
+def need_bundle(path: Path) -> None:
+    if not (path / "manifest.json").is_file():
+        fail(f"{path} is not a bundle directory (no manifest.json)")
+
+
+def threads_for(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads or max(1, min(os.cpu_count() or 1, 16)))
+
+
+def mask_for(protocol: str, mask: str | None) -> Any:
+    from r2ec.exclusion import MASKS
+
+    if protocol not in ("loo", "temporal"):
+        fail(f"unknown protocol {protocol!r} (loo or temporal)")
+    chosen = mask or ("seen" if protocol == "loo" else "window")
+    if chosen not in MASKS:
+        fail(f"unknown mask {chosen!r} (seen, window or none)")
+    return chosen

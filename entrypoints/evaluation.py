@@ -1,0 +1,137 @@
+"""``r2ec evaluate`` and ``r2ec baseline``: the standard protocol, for the LLM and the classical baselines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from entrypoints.common import app, fail, mask_for, need_bundle, need_dataset, setup_logging, threads_for
+
+
+async def _open_recommender(bundle_path: Path, backend: str, dtype: str, max_batch: int):  # type: ignore[no-untyped-def]
+    from model_export.bundle import load_bundle
+    from r2ec.engine.factory import EngineSettings, build_engine
+
+    bundle = load_bundle(bundle_path)
+    settings = EngineSettings(backend=backend, dtype=dtype, max_batch=max_batch)  # type: ignore[arg-type]
+    engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer)
+    await engine.start()
+    return bundle, engine, bundle.recommender(engine)
+
+
+@app.command("evaluate")
+def evaluate(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
+    data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
+    protocol: Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")] = "loo",
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    mask: Annotated[
+        str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")
+    ] = None,
+    no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Score prompt + <answer> directly.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Evaluate a fixed random subset of this many samples.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Concurrent requests (the engine batches them).")] = 8,
+    max_reasoning_tokens: Annotated[int, typer.Option(help="Reasoning token budget.")] = 128,
+    backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
+    dtype: Annotated[str, typer.Option(help="Model dtype.")] = "float32",
+    out: Annotated[Path | None, typer.Option(help="JSON output (default results/eval-....json).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+) -> None:
+    """Hit@5/10/20 and NDCG@5/10/20 over the full catalog, history excluded, greedy reasoning."""
+    need_bundle(bundle)
+    need_dataset(data)
+    if split not in ("valid", "test"):
+        fail(f"unknown split {split!r} (valid or test)")
+    if backend not in ("transformers", "vllm"):
+        fail(f"unknown backend {backend!r} (transformers or vllm)")
+    chosen_mask = mask_for(protocol, mask)
+    setup_logging("warning")
+    threads_for(threads)
+    from model_export.data.format import Dataset
+    from model_export.data.splits import split as make_split
+    from model_export.evaluate import evaluate as run_eval
+    from model_export.evaluate import select_samples, write_results
+    from r2ec.engine.base import GenerationOptions
+
+    async def main() -> dict[str, Any]:
+        b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size)
+        try:
+            ds = Dataset.load(data)
+            missing = {x.item_id for x in ds.interactions} - set(b.catalog.row_of)
+            if missing:
+                raise typer.BadParameter(f"{len(missing)} dataset items are not in the bundle's catalog")
+            samples = make_split(ds.timelines(), protocol, b.templates.window_size)[split]  # type: ignore[arg-type,index]
+            chosen = select_samples(samples, limit)
+            options = GenerationOptions(max_tokens=max_reasoning_tokens)
+            summary, results = await run_eval(
+                rec, chosen, options, reasoning=not no_reasoning, concurrency=batch_size, mask=chosen_mask
+            )
+            summary["config"] = {
+                "bundle": str(bundle),
+                "bundle_version": b.version,
+                "data": str(data),
+                "protocol": protocol,
+                "split": split,
+                "mask": chosen_mask,
+                "reasoning": not no_reasoning,
+                "limit": limit,
+                "split_size": len(samples),
+                "max_reasoning_tokens": max_reasoning_tokens,
+                "backend": backend,
+                "dtype": dtype,
+            }
+            size = "all" if limit is None else str(limit)
+            mode = "noreason" if no_reasoning else f"reason{max_reasoning_tokens}"
+            name = f"eval-{b.name}-{b.version}-{protocol}-{split}-{chosen_mask}-{mode}-n{size}-{backend}-{dtype}.json"
+            target = out or Path("results") / name
+            write_results(target, summary, results)
+            summary["written"] = str(target)
+            return summary
+        finally:
+            await engine.close()
+
+    summary = asyncio.run(main())
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("baseline")
+def baseline(
+    method: Annotated[str, typer.Argument(help="mostpop, itemknn or sasrec.")],
+    data: Annotated[Path, typer.Option(help="Dataset directory.")],
+    protocol: Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")] = "loo",
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    mask: Annotated[
+        str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Same fixed subset as r2ec evaluate --limit.")] = None,
+    epochs: Annotated[int, typer.Option(help="SASRec max epochs.")] = 200,
+    window: Annotated[int, typer.Option(help="History window (SASRec's sequence length too).")] = 20,
+    out: Annotated[
+        Path | None, typer.Option(help="JSON output (default: results/baseline-<every option>.json).")
+    ] = None,
+) -> None:
+    """MostPopular, ItemKNN or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
+    need_dataset(data)
+    if split not in ("valid", "test"):
+        fail(f"unknown split {split!r} (valid or test)")
+    if method not in ("mostpop", "itemknn", "sasrec"):
+        fail("method must be one of mostpop, itemknn, sasrec")
+    chosen_mask = mask_for(protocol, mask)
+    setup_logging("warning")
+    threads_for(None)
+    from model_export.baselines.run import result_name, run_baseline
+    from model_export.baselines.sasrec import SASRecConfig
+    from model_export.data.format import Dataset
+
+    summary = run_baseline(
+        method, data, cast(Any, protocol), cast(Any, split), chosen_mask, limit, window, SASRecConfig(epochs=epochs)
+    )
+    name = Dataset.load(data).name
+    target = out or Path("results") / result_name(method, name, protocol, split, chosen_mask, limit, window)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,132 @@
+"""``r2ec train``: stage 1 (SFT on interaction-of-thought traces) and stage 2 (RecPO)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from entrypoints.common import app, fail, mask_for, need_bundle, need_dataset, need_file, setup_logging, threads_for
+
+
+@app.command("train")
+def train(
+    data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
+    out: Annotated[Path, typer.Option(help="Run directory: adapter/, checkpoint/, metrics.jsonl, summary.json.")],
+    stage: Annotated[str, typer.Option(help="sft (interaction-of-thought warm start) or recpo (RL).")] = "recpo",
+    bundle: Annotated[Path | None, typer.Option(help="Take the base model and templates from this bundle.")] = None,
+    base_model: Annotated[Path | None, typer.Option(help="Base model directory (with --domain).")] = None,
+    domain: Annotated[str | None, typer.Option(help="Prompt wording when --base-model is given.")] = None,
+    init_adapter: Annotated[
+        Path | None, typer.Option(help="recpo: start from this adapter (e.g. the sft stage's).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
+    no_reasoning: Annotated[
+        bool, typer.Option("--no-reasoning", help="Recommendation loss only, on prompt + <answer>.")
+    ] = False,
+    reward: Annotated[
+        str, typer.Option(help="fused, discrete (NDCG only) or continuous (probability only).")
+    ] = "fused",
+    advantage: Annotated[str, typer.Option(help="grpo (group-normalised) or rloo.")] = "grpo",
+    group_size: Annotated[int, typer.Option(help="Trajectories per user.")] = 4,
+    batch_users: Annotated[int, typer.Option(help="Users per update.")] = 4,
+    micro_batch: Annotated[int, typer.Option(help="sft: users per forward (gradient accumulation).")] = 2,
+    max_steps: Annotated[int, typer.Option(help="Updates.")] = 200,
+    max_new_tokens: Annotated[int, typer.Option(help="Reasoning tokens per rollout.")] = 128,
+    temperature: Annotated[float, typer.Option(help="Rollout temperature.")] = 1.5,
+    top_k: Annotated[int, typer.Option(help="Rollout top-k.")] = 50,
+    beta: Annotated[float, typer.Option(help="Weight of the continuous reward.")] = 0.05,
+    ppo_epochs: Annotated[int, typer.Option(help="recpo: clipped updates per batch of rollouts.")] = 1,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-5,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 4,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 128,
+    lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 20,
+    eval_users: Annotated[int, typer.Option(help="Validation samples.")] = 100,
+    eval_max_new_tokens: Annotated[int, typer.Option(help="Greedy reasoning tokens at validation.")] = 64,
+    patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 3,
+    protocol: Annotated[str, typer.Option(help="Split whose train part is learnt from (loo or temporal).")] = "loo",
+    time_limit_s: Annotated[float, typer.Option(help="Stop (with a final validation) after this long.")] = 0.0,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 weights.")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a LoRA adapter: stage sft (traces + recommendation loss) then recpo (RL); writes OUT/adapter."""
+    if stage not in ("sft", "recpo"):
+        fail("stage must be sft or recpo")
+    mask_for(protocol, None)
+    need_dataset(data)
+    if bundle is not None:
+        need_bundle(bundle)
+    elif base_model is None or domain is None:
+        fail("give --bundle, or --base-model with --domain")
+    if init_adapter is not None:
+        need_file(init_adapter / "adapter_config.json", "adapter config")
+    setup_logging("warning")
+    threads_for(None)
+    from r2ec.templates import PromptTemplates, domain_templates
+
+    if bundle is not None:
+        from model_export.bundle import load_bundle
+
+        b = load_bundle(bundle)
+        model_dir, templates = b.model_dir, b.templates
+    elif base_model is not None and domain is not None:
+        model_dir, templates = base_model, domain_templates(domain)
+    else:
+        fail("give --bundle, or --base-model with --domain")
+    assert isinstance(templates, PromptTemplates)
+    summary: dict[str, Any]
+    if stage == "sft":
+        from training.sft import SFTConfig, SFTTrainer
+
+        scfg = SFTConfig(
+            protocol=protocol,
+            batch_size=batch_users,
+            micro_batch=micro_batch,
+            max_steps=max_steps,
+            lr=lr,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_top_layers=lora_top_layers,
+            bf16=bf16,
+            eval_every=eval_every,
+            eval_samples=eval_users,
+            time_limit_s=time_limit_s,
+            seed=seed,
+        )
+        summary = SFTTrainer(scfg, model_dir, data, out, templates, resume=resume).train()
+    else:
+        from training.config import RecPOConfig
+        from training.recpo import RecPOTrainer
+
+        cfg = RecPOConfig(
+            group_size=group_size,
+            batch_users=batch_users,
+            max_steps=max_steps,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            beta=beta,
+            ppo_epochs=ppo_epochs,
+            lr=lr,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            eval_every=eval_every,
+            eval_users=eval_users,
+            eval_max_new_tokens=eval_max_new_tokens,
+            patience=patience,
+            time_limit_s=time_limit_s,
+            bf16=bf16,
+            gradient_checkpointing=gradient_checkpointing,
+            seed=seed,
+            no_reasoning=no_reasoning,
+            protocol=cast(Any, protocol),
+            reward=cast(Any, reward),
+            advantage=cast(Any, advantage),
+        )
+        summary = RecPOTrainer(cfg, model_dir, data, out, templates, resume=resume, init_adapter=init_adapter).train()
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"export with: r2ec export --base-model {model_dir} --adapter {out / 'adapter'} --catalog {data} ...")
