@@ -234,19 +234,8 @@ async def load_components(
     log.info("index placed", extra={"kind": bundle.index_spec.kind, **placement.to_dict()})
     state.bundle = bundle  # serving defaults (dtype, reasoning budget) come from it
     tokenizer = await asyncio.to_thread(lambda: bundle.tokenizer)
-    engine_settings = EngineSettings(
-        backend=s.backend,
-        dtype=state.dtype,
-        device=s.device,
-        max_batch=s.max_batch,
-        batch_wait_ms=s.batch_wait_ms,
-        max_queue=s.max_queue,
-        max_model_len=s.max_model_len,
-        vllm_capture=s.vllm_capture,
-        vllm_enforce_eager=s.vllm_enforce_eager,
-        vllm_gpu_memory_utilization=s.vllm_gpu_memory_utilization,
-        vllm_kv_cache_gib=s.vllm_kv_cache_gib,
-    )
+    # 429 has one source, admission (service.serving): the engine's own queue bound sits above it, a safety net.
+    engine_settings = EngineSettings.from_settings(s, dtype=state.dtype, max_queue=max(256, 2 * s.max_queue))
     engine = (engine_factory or build_engine)(bundle.model_dir, tokenizer, engine_settings, bundle.templates.answer)
     await engine.start()
     state.bundle = bundle

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,12 @@ class EngineSettings:
     vllm_enforce_eager: bool = True
     vllm_gpu_memory_utilization: float = 0.85
     vllm_kv_cache_gib: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: object, **overrides: Any) -> EngineSettings:
+        """Every field that ``settings`` (e.g. the service's) has under the same name, then ``overrides``."""
+        found = {f.name: getattr(settings, f.name) for f in fields(cls) if getattr(settings, f.name, None) is not None}
+        return replace(cls(**found), **overrides)
 
 
 def build_engine(model_dir: Path, tokenizer: Any, settings: EngineSettings, answer: str) -> Engine:
