@@ -17,6 +17,7 @@ from typing import Any
 
 from r2ec.bundle import (  # re-exported: the exporter's callers read bundles too
     CATALOG,
+    EXAMPLES,
     FORMAT,
     FORMAT_VERSION,
     INDEX,
@@ -33,6 +34,7 @@ from r2ec.bundle import (  # re-exported: the exporter's callers read bundles to
 
 __all__ = [
     "CATALOG",
+    "EXAMPLES",
     "FORMAT",
     "FORMAT_VERSION",
     "INDEX",

@@ -10,12 +10,14 @@ machine in a few minutes on 2 cores.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
+from typing import Any
 
 from model_export import smollm2
 from model_export.data import movielens
 from model_export.data.format import Dataset
-from model_export.data.splits import Protocol
+from model_export.data.splits import Protocol, leave_one_out
 from model_export.evidence import build_evidence
 from model_export.export import ExportConfig, read_catalog, run_export
 from r2ec.templates import domain_templates
@@ -32,6 +34,23 @@ def ensure_movielens(data_dir: Path = DEFAULT_DATA) -> Dataset:
     if (data_dir / "dataset.json").is_file():
         return Dataset.load(data_dir)
     return movielens.build(data_dir, cache=DEFAULT_HOME / "wheels")
+
+
+def example_histories(data_dir: Path, n: int = 5, events: int = 10, seed: int = 7) -> list[dict[str, Any]]:
+    """A few real users' recent histories (their leave-one-out test windows) for the demo page."""
+    ds = Dataset.load(data_dir)
+    samples = leave_one_out(ds.timelines(), events)["test"]
+    chosen = random.Random(seed).sample(samples, min(n, len(samples)))
+    out = []
+    for s in sorted(chosen, key=lambda x: int(x.user_id) if x.user_id.isdigit() else 0):
+        last = ds.catalog.get(s.history[-1].item_id).title
+        out.append(
+            {
+                "name": f"MovieLens user {s.user_id} ({len(s.history)} recent films, last: {last})",
+                "history": [{"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in s.history],
+            }
+        )
+    return out
 
 
 def demo_export_config(
@@ -61,6 +80,7 @@ def demo_export_config(
         name="demo-smollm2-ml100k",
         evidence=evidence,
         evidence_source=source,
+        examples=example_histories(data_dir),
     )
 
 

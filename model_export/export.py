@@ -22,6 +22,7 @@ from tqdm import tqdm
 import r2ec
 from model_export.bundle import (
     CATALOG,
+    EXAMPLES,
     INDEX,
     MODEL_DIR,
     VECTORS,
@@ -66,6 +67,7 @@ class ExportConfig:
     generation: GenerationDefaults | None = None  # serving defaults; None = the domain's (domain_generation)
     evidence: CoInteractions | None = None  # co-interaction table for prompts whose templates enable evidence
     evidence_source: dict[str, Any] | None = None  # where the table came from (dataset, protocol), for the manifest
+    examples: list[dict[str, Any]] | None = None  # example histories a demo page offers (examples.json)
 
 
 def read_catalog(path: Path) -> Catalog:
@@ -189,6 +191,8 @@ def run_export(cfg: ExportConfig) -> Path:
         save_index(index, staging / INDEX)
         if cfg.evidence is not None:
             cfg.evidence.save(staging / EVIDENCE_FILE)
+        if cfg.examples:
+            (staging / EXAMPLES).write_text(json.dumps(cfg.examples, indent=1, ensure_ascii=False) + "\n")
         index_info: dict[str, Any] = {"spec": cfg.index.to_dict(), "ntotal": int(index.ntotal)}
         if cfg.index.kind != "flat":
             rng = np.random.default_rng(0)

@@ -42,6 +42,7 @@ MODEL_DIR = "model"
 CATALOG = "catalog.jsonl"
 VECTORS = "item_vectors.npy"
 INDEX = "index.faiss"
+EXAMPLES = "examples.json"
 
 
 class BundleError(ValueError):
@@ -103,6 +104,14 @@ class Bundle:
         if EVIDENCE_FILE not in self.manifest["files"]:
             return None
         return CoInteractions.load(self.root / EVIDENCE_FILE)
+
+    @cached_property
+    def examples(self) -> list[dict[str, Any]]:
+        """Example histories of real users (``examples.json``, optional): what a demo page offers to load."""
+        if EXAMPLES not in self.manifest["files"]:
+            return []
+        data: list[dict[str, Any]] = json.loads((self.root / EXAMPLES).read_text(encoding="utf-8"))
+        return data
 
     def ranker(self) -> Ranker:
         from r2ec.scoring import Ranker

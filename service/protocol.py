@@ -112,6 +112,8 @@ class RecommendRequest(BaseModel):
 class RankedItem(BaseModel):
     item_id: str
     title: str
+    year: str = ""
+    genres: list[str] = Field(default_factory=list)
     score: float = Field(..., description="Cosine similarity of user and item vectors.")
     probability: float = Field(..., description="softmax(cos / tau) over every rankable item.")
 
@@ -160,6 +162,24 @@ class ItemResponse(BaseModel):
     year: str = ""
     genres: list[str] = Field(default_factory=list)
     description: str = ""
+
+
+class ItemsPage(BaseModel):
+    items: list[ItemResponse]
+    total: int = Field(..., description="Items matching the query (all pages).")
+    offset: int
+    limit: int
+
+
+class ExampleHistory(BaseModel):
+    name: str
+    history: list[HistoryEvent]
+
+
+class ExamplesResponse(BaseModel):
+    examples: list[ExampleHistory] = Field(
+        default_factory=list, description="Real users' histories the bundle carries."
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -218,7 +218,14 @@ class RecommendService:
         yield RecommendResponse(
             request_id=request_id,
             items=[
-                RankedItem(item_id=s.item.item_id, title=s.item.title, score=s.score, probability=s.probability)
+                RankedItem(
+                    item_id=s.item.item_id,
+                    title=s.item.title,
+                    year=s.item.year,
+                    genres=list(s.item.genres),
+                    score=s.score,
+                    probability=s.probability,
+                )
                 for s in scored
             ],
             reasoning=reasoning if req.reasoning else None,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import r2ec
@@ -19,6 +19,15 @@ def _cache_status(cache: dict[str, Any]) -> str:
     if cache.get("data_lost"):
         return "data_lost"  # user contexts vanished: an operator must restore or accept the loss (restart)
     return "ok" if cache.get("healthy") else "degraded"
+
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    """The demo page (public: it asks for an API key when /v1 needs one)."""
+    return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
 @router.get("/health")
@@ -96,6 +105,7 @@ async def info(request: Request) -> dict[str, Any]:
             "window_size": b.templates.window_size,
             "generation": b.generation.to_dict(),
         },
+        "auth": bool(st.settings.api_keys),  # whether /v1 needs a bearer key (the page asks for one)
         "limits": {
             "max_k": st.settings.max_k,
             "max_reasoning_tokens": st.max_reasoning_tokens,
