@@ -16,6 +16,10 @@ from tests.service.conftest import make_server
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SHOTS = Path(os.environ.get("R2EC_SCREENSHOTS", "")) if os.environ.get("R2EC_SCREENSHOTS") else None
+# docs/screenshots come from the same test on the demo bundle:
+#   R2EC_PAGE_BUNDLE=~/.cache/r2ec/bundles/demo-smollm2-ml100k R2EC_SCREENSHOTS=docs/screenshots \
+#   pytest tests/service/test_page.py
+PAGE_BUNDLE = os.environ.get("R2EC_PAGE_BUNDLE")
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +63,14 @@ def test_build_a_history_and_watch_the_recommendations_arrive(browser, tiny_bund
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    srv = make_server(tiny_bundle, default_reasoning_tokens=24).start()
+    bundle = Path(PAGE_BUNDLE).expanduser() if PAGE_BUNDLE else tiny_bundle
+    srv = make_server(bundle, default_reasoning_tokens=None if PAGE_BUNDLE else 24).start()
     try:
         assert httpx.get(srv.url + "/").headers["content-type"].startswith("text/html")
         d = browser
-        wait = WebDriverWait(d, 60)
+        wait = WebDriverWait(d, 300)
         d.get(srv.url + "/")
-        wait.until(lambda drv: "Model tiny" in drv.find_element(By.ID, "model").text)
+        wait.until(lambda drv: drv.find_element(By.ID, "model").text.startswith("Model "))
         search = d.find_element(By.ID, "search")
         search.send_keys("star")  # titles are built from words like "Star"; the match is case-insensitive
         wait.until(lambda drv: len(drv.find_elements(By.CSS_SELECTOR, "#search-results li button")) >= 2)
