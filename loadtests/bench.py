@@ -131,7 +131,7 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     import torch
 
     from r2ec.encoder import forward_pooled, pad_id_of
-    from r2ec.engine.hf import load_causal_lm
+    from r2ec.models import load_causal_lm
 
     engine = build_engine(
         bundle.model_dir,

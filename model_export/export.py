@@ -36,9 +36,9 @@ from r2ec import logs
 from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of
-from r2ec.engine.hf import torch_dtype
 from r2ec.evidence import EVIDENCE_FILE, CoInteractions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
+from r2ec.models import load_causal_lm
 from r2ec.prompts import item_text
 from r2ec.scoring import TAU
 from r2ec.templates import GenerationDefaults, PromptTemplates, domain_generation
@@ -92,14 +92,14 @@ def copy_model(src: Path, dst: Path) -> None:
 def merge_adapter(base: Path, adapter: Path, dst: Path) -> None:
     """Apply a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) and save merged weights."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     for required in ("adapter_config.json",):
         if not (adapter / required).is_file():
             raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no {required})")
     config = json.loads((base / "config.json").read_text())
     dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype(str(dtype)))
+    model = load_causal_lm(base, str(dtype))
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.save_pretrained(str(dst))
     tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
@@ -152,7 +152,7 @@ def encode_catalog(
 
 def run_export(cfg: ExportConfig) -> Path:
     started = time.perf_counter()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if cfg.out.exists() and not cfg.force:  # checked before minutes of merging and encoding, not after
         raise BundleError(f"{cfg.out} already exists (use --force to replace it)")
@@ -172,8 +172,7 @@ def run_export(cfg: ExportConfig) -> Path:
             copy_model(cfg.base_model, model_dir)
         weights_id = model_hash(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(cfg.encode_dtype))
-        model = model.to(cfg.device).eval()
+        model = load_causal_lm(model_dir, cfg.encode_dtype, cfg.device)
         work = cfg.out.with_name(
             f".{cfg.out.name}.encode-{_work_key(weights_id, catalog_file, cfg.templates, cfg.encode_dtype)}"
         )

@@ -111,7 +111,6 @@ class Recommender:
         ids = self.renderer.user_sequence_ids(message, reasoning)
         vector = (await self.engine.encode([ids], request_id))[0]
         timings["capture_s"] = time.perf_counter() - started
-        timings["sequence_tokens"] = float(len(ids))
         return vector
 
     # -- ranking ---------------------------------------------------------------------------------------------

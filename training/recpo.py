@@ -35,6 +35,7 @@ from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
 from r2ec.exclusion import excluded_rows
 from r2ec.index import IndexSpec, build_index
+from r2ec.models import load_causal_lm
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.recommender import Recommender
@@ -79,7 +80,7 @@ class RecPOTrainer:
         init_adapter: Path | None = None,
     ):
         from peft import LoraConfig, PeftModel, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg = cfg
         self.out = out_dir
@@ -90,8 +91,7 @@ class RecPOTrainer:
         torch.manual_seed(cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.pad = pad_id_of(self.tokenizer)
-        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+        base = load_causal_lm(model_dir, "bfloat16" if cfg.bf16 else "float32", train=True)
         ckpt = out_dir / "checkpoint"
         if resume and (ckpt / "adapter_config.json").is_file():
             self.model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
@@ -166,7 +166,7 @@ class RecPOTrainer:
         groups = []
         for ui, (s, m) in enumerate(zip(samples, messages, strict=True)):
             gens = generations[ui * cfg.group_size : (ui + 1) * cfg.group_size]
-            groups.append([self._trajectory(s, m, gen.text, gen.stopped_at_answer) for gen in gens])
+            groups.append([self._trajectory(s, m, gen.text, gen.finish_reason == "answer") for gen in gens])
         return groups
 
     def _trajectory(self, sample: Sample, message: str, reasoning: str, generated_answer: bool) -> Trajectory:

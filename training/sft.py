@@ -36,6 +36,7 @@ from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of, pad_right
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
+from r2ec.models import load_causal_lm
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
@@ -95,7 +96,7 @@ class SFTTrainer:
         progress: bool = True,
     ):
         from peft import LoraConfig, PeftModel, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg, self.out, self.templates, self.progress, self.model_dir = cfg, out_dir, templates, progress, model_dir
         random.seed(cfg.seed)
@@ -103,7 +104,7 @@ class SFTTrainer:
         self.rng = random.Random(cfg.seed + 1)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.pad = pad_id_of(self.tokenizer)
-        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+        base = load_causal_lm(model_dir, "bfloat16" if cfg.bf16 else "float32", train=True)
         ckpt = out_dir / "checkpoint"
         if resume and (ckpt / "adapter_config.json").is_file():
             self.model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)

@@ -57,9 +57,12 @@ class Generation:
 
     text: str
     num_tokens: int
-    stopped_at_answer: bool
     finish_reason: str  # "answer" | "length" | "eos" | "aborted"
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def stopped_at_answer(self) -> bool:
+        return self.finish_reason == "answer"
 
 
 @dataclass(frozen=True)

@@ -34,37 +34,9 @@ from r2ec.engine.base import (
     GenerationEvent,
     GenerationOptions,
 )
+from r2ec.engine.reasoning import ReasoningStream
 from r2ec.engine.sampling import choose_token
-from r2ec.prompts import cut_at_answer, stream_safe_prefix
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    try:
-        return _DTYPES[name]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; one of {sorted(_DTYPES)}") from None
-
-
-def load_causal_lm(model_dir: Path | str, dtype: str = "float32", device: str = "cpu") -> Any:
-    from transformers import AutoModelForCausalLM
-
-    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype))
-    return model.to(device).eval()
-
-
-def stop_token_ids(tokenizer: Any, model: Any | None = None) -> set[int]:
-    ids: set[int] = set()
-    sources = [tokenizer.eos_token_id]
-    if model is not None and getattr(model, "generation_config", None) is not None:
-        sources.append(model.generation_config.eos_token_id)
-    for src in sources:
-        if isinstance(src, int):
-            ids.add(src)
-        elif isinstance(src, (list, tuple)):
-            ids.update(int(x) for x in src)
-    return ids
+from r2ec.models import load_causal_lm, stop_token_ids, torch_dtype  # noqa: F401  (torch_dtype re-exported)
 
 
 @dataclass
@@ -103,12 +75,11 @@ class _EncJob:
 class _Row:
     job: _GenJob
     generator: torch.Generator | None
+    stream: ReasoningStream
     generated: list[int] = field(default_factory=list)
-    emitted: int = 0
     done: bool = False
     reason: str = ""
     text: str = ""
-    first_token_at: float = 0.0
     error: BaseException | None = None
 
 
@@ -143,6 +114,8 @@ class TransformersEngine(Engine):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._running_rows = 0
+        self._peak_rows = 0
+        self._batches = 0
         self._failed: BaseException | None = None
         self.pad_id = pad_id_of(tokenizer)
         self._stop_ids: set[int] = set()
@@ -165,7 +138,13 @@ class TransformersEngine(Engine):
         return self._thread is not None and self._thread.is_alive() and self._failed is None
 
     def stats(self) -> dict[str, Any]:
-        return {"queued": self._gen_q.qsize(), "running": self._running_rows, "encode_queued": self._enc_q.qsize()}
+        return {
+            "queued": self._gen_q.qsize(),
+            "running": self._running_rows,
+            "peak_batch": self._peak_rows,
+            "batches": self._batches,
+            "encode_queued": self._enc_q.qsize(),
+        }
 
     def _admit(self) -> None:
         if not self.ready:
@@ -273,7 +252,7 @@ class TransformersEngine(Engine):
             if not job.options.greedy:
                 gen = torch.Generator(device="cpu")
                 gen.manual_seed(job.options.seed if job.options.seed is not None else int(time.time_ns() % (2**63)))
-            rows.append(_Row(job, gen))
+            rows.append(_Row(job, gen, ReasoningStream(self.answer)))
         longest = max(len(j.prompt_ids) for j in jobs)
         ids = torch.full((len(jobs), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), longest), dtype=torch.long)
@@ -285,6 +264,8 @@ class TransformersEngine(Engine):
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         started = time.perf_counter()
         self._running_rows = len(rows)
+        self._peak_rows = max(self._peak_rows, len(rows))
+        self._batches += 1
         try:
             out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
             past = out.past_key_values
@@ -308,8 +289,6 @@ class TransformersEngine(Engine):
                         row.job.emit(exc)
                         next_ids.append(self.pad_id)
                         continue
-                    if not row.generated:
-                        row.first_token_at = time.perf_counter()
                     row.generated.append(token)
                     self.generated_tokens += 1
                     next_ids.append(token)
@@ -343,14 +322,13 @@ class TransformersEngine(Engine):
         """Update a row after it produced ``token``: stream the new safe text, decide whether it is done."""
         text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
         row.text = text
-        safe = stream_safe_prefix(text, self.answer)
-        if len(safe) > row.emitted:
-            row.job.emit(Delta(safe[row.emitted :]))
-            row.emitted = len(safe)
+        delta = row.stream.update(text)
+        if delta:
+            row.job.emit(Delta(delta))
         if row.job.options.fixed_length:
             if len(row.generated) >= row.job.options.max_tokens:
                 row.done, row.reason = True, "length"
-        elif self.answer in text:
+        elif row.stream.reached_answer(text):
             row.done, row.reason = True, "answer"
         elif token in self._stop_ids:
             row.done, row.reason = True, "eos"
@@ -358,14 +336,10 @@ class TransformersEngine(Engine):
             row.done, row.reason = True, "length"
 
     def _finish(self, row: _Row, started: float) -> None:
-        reasoning, found = cut_at_answer(row.text, self.answer)
-        if len(reasoning) > row.emitted:
-            row.job.emit(Delta(reasoning[row.emitted :]))
+        reasoning, rest, _ = row.stream.finish(row.text)
+        if rest:
+            row.job.emit(Delta(rest))
         now = time.perf_counter()
-        timings = {
-            "queue_s": started - row.job.enqueued,
-            "generation_s": now - started,
-            "first_token_s": (row.first_token_at - row.job.enqueued) if row.first_token_at else 0.0,
-        }
+        timings = {"queue_s": started - row.job.enqueued, "generation_s": now - started}
         with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
-            row.job.emit(Generation(reasoning, len(row.generated), found, row.reason, timings))
+            row.job.emit(Generation(reasoning, len(row.generated), row.reason, timings))

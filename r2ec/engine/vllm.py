@@ -28,10 +28,10 @@ from r2ec.engine.base import (
     GenerationEvent,
     GenerationOptions,
 )
-from r2ec.engine.hf import stop_token_ids
+from r2ec.engine.reasoning import ReasoningStream
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX
+from r2ec.models import stop_token_ids
 from r2ec.pooling import l2_normalize
-from r2ec.prompts import cut_at_answer, stream_safe_prefix
 
 CaptureMode = Literal["hook", "pooling"]
 
@@ -162,8 +162,7 @@ class VLLMEngine(Engine):
         self._inflight += 1
         loop = asyncio.get_running_loop()
         started = loop.time()
-        first_token = 0.0
-        emitted = 0
+        stream = ReasoningStream(self.answer)
         counted = 0
         try:
             final: Any = None
@@ -173,35 +172,26 @@ class VLLMEngine(Engine):
                 request_id=f"r2ec-gen-{request_id}-{uuid.uuid4().hex[:8]}",
             ):
                 completion = out.outputs[0]
-                if not first_token and completion.token_ids:
-                    first_token = loop.time() - started
                 self.generated_tokens += len(completion.token_ids) - counted  # aborted requests count too
                 counted = len(completion.token_ids)
-                safe = stream_safe_prefix(completion.text, self.answer)
-                if len(safe) > emitted:
-                    yield Delta(safe[emitted:])
-                    emitted = len(safe)
+                delta = stream.update(completion.text)
+                if delta:
+                    yield Delta(delta)
                 final = out
             if final is None:
                 raise EngineClosed("vLLM returned no output")
             completion = final.outputs[0]
-            reasoning, found = cut_at_answer(completion.text, self.answer)
-            if completion.finish_reason == "stop" and completion.stop_reason == self.answer:
-                reason, found = "answer", True
+            reasoning, rest, found = stream.finish(completion.text)
+            if found or (completion.finish_reason == "stop" and completion.stop_reason == self.answer):
+                reason = "answer"
             elif completion.finish_reason == "stop":
                 reason = "eos"
             else:
                 reason = str(completion.finish_reason or "length")
-            if len(reasoning) > emitted:
-                yield Delta(reasoning[emitted:])
+            if rest:
+                yield Delta(rest)
             total = loop.time() - started
-            yield Generation(
-                reasoning,
-                len(completion.token_ids),
-                found,
-                reason,
-                {"queue_s": 0.0, "generation_s": total, "first_token_s": first_token},
-            )
+            yield Generation(reasoning, len(completion.token_ids), reason, {"queue_s": 0.0, "generation_s": total})
         finally:
             self._inflight -= 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import vllm  # noqa: F401  (a hard requirement: the parity guard must never silently disappear)
 
 from model_export.bundle import load_bundle
 from model_export.data.format import Dataset
@@ -12,7 +13,6 @@ from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
 
 pytestmark = pytest.mark.vllm
-vllm = pytest.importorskip("vllm")
 
 
 @pytest.fixture(scope="module")

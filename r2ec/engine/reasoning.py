@@ -1,0 +1,35 @@
+"""The ``<answer>`` rule and the stream hold-back for one generation, shared by every backend.
+
+A client never sees the start of the stop text: only the longest prefix that cannot turn out to be part of
+``<answer>`` (or a half-decoded character) is emitted while generating; at the end the reasoning is the text
+before the first ``<answer>``.
+"""
+
+from __future__ import annotations
+
+from r2ec.prompts import cut_at_answer, stream_safe_prefix
+
+
+class ReasoningStream:
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.emitted = 0
+
+    def update(self, text: str) -> str:
+        """The new text that is safe to show, given everything generated so far."""
+        safe = stream_safe_prefix(text, self.answer)
+        if len(safe) <= self.emitted:
+            return ""
+        delta = safe[self.emitted :]
+        self.emitted = len(safe)
+        return delta
+
+    def reached_answer(self, text: str) -> bool:
+        return self.answer in text
+
+    def finish(self, text: str) -> tuple[str, str, bool]:
+        """(reasoning, the part of it not yet emitted, whether ``<answer>`` was generated)."""
+        reasoning, found = cut_at_answer(text, self.answer)
+        rest = reasoning[self.emitted :] if len(reasoning) > self.emitted else ""
+        self.emitted = max(self.emitted, len(reasoning))
+        return reasoning, rest, found
