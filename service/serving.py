@@ -6,12 +6,12 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from r2ec import logs
-from r2ec.catalog import Event
+from r2ec.catalog import Catalog, Event
 from r2ec.engine.base import Delta, GenerationOptions
 from r2ec.prompts import history_window
 from r2ec.recommender import Recommender, UserVector
@@ -21,6 +21,13 @@ from service.protocol import HistoryEvent, RankedItem, RecommendRequest, Recomme
 from service.state import ServiceState
 
 log = logs.get(__name__)
+
+
+def check_known(catalog: Catalog, ids: Iterable[str], field: str) -> None:
+    """422 naming the first id that is not in the catalog, e.g. ``history[2].item_id``; ``field`` has ``{i}``."""
+    for i, item_id in enumerate(ids):
+        if item_id not in catalog:
+            raise ApiError(ErrorType.VALIDATION, f"unknown item id {item_id!r}", field.format(i=i))
 
 
 def to_events(events: list[HistoryEvent], now: float) -> list[Event]:
@@ -85,18 +92,12 @@ class RecommendService:
             )
         if len(req.history) > s.max_history:
             raise ApiError(ErrorType.VALIDATION, f"at most {s.max_history} history events", "history")
-        for i, e in enumerate(req.history):
-            if e.item_id not in rec.catalog:
-                raise ApiError(ErrorType.VALIDATION, f"unknown item id {e.item_id!r}", f"history[{i}].item_id")
+        check_known(rec.catalog, (e.item_id for e in req.history), "history[{i}].item_id")
         if req.candidates is not None:
             if len(req.candidates) > len(rec.catalog):
                 raise ApiError(ErrorType.VALIDATION, "more candidates than catalog items", "candidates")
-            for i, c in enumerate(req.candidates):
-                if c not in rec.catalog:
-                    raise ApiError(ErrorType.VALIDATION, f"unknown item id {c!r}", f"candidates[{i}]")
-        for i, x in enumerate(req.exclude or []):
-            if x not in rec.catalog:
-                raise ApiError(ErrorType.VALIDATION, f"unknown item id {x!r}", f"exclude[{i}]")
+            check_known(rec.catalog, req.candidates, "candidates[{i}]")
+        check_known(rec.catalog, req.exclude or [], "exclude[{i}]")
         stored: list[Event] = []
         if req.user_id is not None:
             cache = self.state.cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from r2ec.metrics import ndcg_at
 from r2ec.scoring import target_rank_and_probability
 
 AdvantageMode = Literal["grpo", "rloo"]
@@ -31,7 +31,7 @@ def fused_reward(
     Returns (R, R_c, R_d). ``mode`` keeps only one part for the paper's ablations.
     """
     rank, prob = target_rank_and_probability(cosines, target, exclude, tau)
-    ndcg = 1.0 / math.log2(rank + 2) if rank < k else 0.0
+    ndcg = ndcg_at(rank, k)
     if mode == "discrete":
         return ndcg, prob, ndcg
     if mode == "continuous":

@@ -11,7 +11,7 @@ from service.auth import require_api_key
 from service.cache import Cache
 from service.errors import ApiError, ErrorType
 from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
-from service.serving import to_events
+from service.serving import check_known, to_events
 from service.state import get_state
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(require_api_key)])
@@ -33,9 +33,7 @@ def _validated(request: Request, body: UserEvents) -> list[Event]:
     if len(body.events) > state.settings.max_history:
         raise ApiError(ErrorType.VALIDATION, f"at most {state.settings.max_history} events", "events")
     now = time.time()
-    for i, e in enumerate(body.events):
-        if e.item_id not in catalog:
-            raise ApiError(ErrorType.VALIDATION, f"unknown item id {e.item_id!r}", f"events[{i}].item_id")
+    check_known(catalog, (e.item_id for e in body.events), "events[{i}].item_id")
     events = to_events(body.events, now)
     return sorted(events, key=lambda e: e.timestamp)
 
