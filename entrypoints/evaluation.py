@@ -12,12 +12,12 @@ import typer
 from entrypoints.common import app, fail, mask_for, need_bundle, need_dataset, setup_logging, threads_for
 
 
-async def _open_recommender(bundle_path: Path, backend: str, dtype: str, max_batch: int):  # type: ignore[no-untyped-def]
+async def _open_recommender(bundle_path: Path, backend: str, dtype: str | None, max_batch: int):  # type: ignore[no-untyped-def]
     from model_export.bundle import load_bundle
     from r2ec.engine.factory import EngineSettings, build_engine
 
     bundle = load_bundle(bundle_path)
-    settings = EngineSettings(backend=backend, dtype=dtype, max_batch=max_batch)  # type: ignore[arg-type]
+    settings = EngineSettings(backend=backend, dtype=dtype or bundle.generation.dtype, max_batch=max_batch)  # type: ignore[arg-type]
     engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer)
     await engine.start()
     return bundle, engine, bundle.recommender(engine)
@@ -35,9 +35,11 @@ def evaluate(
     no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Score prompt + <answer> directly.")] = False,
     limit: Annotated[int | None, typer.Option(help="Evaluate a fixed random subset of this many samples.")] = None,
     batch_size: Annotated[int, typer.Option(help="Concurrent requests (the engine batches them).")] = 8,
-    max_reasoning_tokens: Annotated[int, typer.Option(help="Reasoning token budget.")] = 128,
+    max_reasoning_tokens: Annotated[
+        int | None, typer.Option(help="Reasoning token budget (default: the bundle's).")
+    ] = None,
     backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
-    dtype: Annotated[str, typer.Option(help="Model dtype.")] = "float32",
+    dtype: Annotated[str | None, typer.Option(help="Model dtype (default: the bundle's).")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON output (default results/eval-....json).")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
 ) -> None:
@@ -66,27 +68,30 @@ def evaluate(
                 raise typer.BadParameter(f"{len(missing)} dataset items are not in the bundle's catalog")
             samples = make_split(ds.timelines(), protocol, b.templates.window_size)[split]  # type: ignore[arg-type,index]
             chosen = select_samples(samples, limit)
-            options = GenerationOptions(max_tokens=max_reasoning_tokens)
+            budget = max_reasoning_tokens or b.generation.max_reasoning_tokens
+            served_dtype = dtype or b.generation.dtype
+            options = GenerationOptions(max_tokens=budget)
             summary, results = await run_eval(
                 rec, chosen, options, reasoning=not no_reasoning, concurrency=batch_size, mask=chosen_mask
             )
             summary["config"] = {
-                "bundle": str(bundle),
+                "bundle": b.name,
                 "bundle_version": b.version,
-                "data": str(data),
+                "data": ds.name,
                 "protocol": protocol,
                 "split": split,
                 "mask": chosen_mask,
                 "reasoning": not no_reasoning,
                 "limit": limit,
                 "split_size": len(samples),
-                "max_reasoning_tokens": max_reasoning_tokens,
+                "max_reasoning_tokens": budget,
                 "backend": backend,
-                "dtype": dtype,
+                "dtype": served_dtype,
             }
             size = "all" if limit is None else str(limit)
-            mode = "noreason" if no_reasoning else f"reason{max_reasoning_tokens}"
-            name = f"eval-{b.name}-{b.version}-{protocol}-{split}-{chosen_mask}-{mode}-n{size}-{backend}-{dtype}.json"
+            mode = "noreason" if no_reasoning else f"reason{budget}"
+            parts = [b.name, b.version, protocol, split, chosen_mask, mode, f"n{size}", backend, served_dtype]
+            name = "eval-" + "-".join(parts) + ".json"
             target = out or Path("results") / name
             write_results(target, summary, results)
             summary["written"] = str(target)
