@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -600,5 +601,8 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     save(cfg.out, result)
     if cfg.docs is not None:
         cfg.docs.parent.mkdir(parents=True, exist_ok=True)
-        cfg.docs.write_text(render_markdown(result))
+        # Sections other tools own (between <!-- name:start --> / <!-- name:end --> markers) survive a re-run.
+        old = cfg.docs.read_text() if cfg.docs.exists() else ""
+        sections = re.findall(r"<!-- \w+:start -->.*?<!-- \w+:end -->", old, flags=re.S)
+        cfg.docs.write_text(render_markdown(result).rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n")
     return result

@@ -174,11 +174,12 @@ def render(result: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(path: Path, section: str) -> None:
+def write_docs(path: Path, section: str, start: str = DOC_START, end: str = DOC_END) -> None:
+    """Replace the section between ``start`` and ``end`` in ``path`` (append it if there is none)."""
     text = path.read_text() if path.exists() else ""
-    if DOC_START in text and DOC_END in text:
-        head, rest = text.split(DOC_START, 1)
-        tail = rest.split(DOC_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section
