@@ -35,6 +35,8 @@ class Ranker:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = index
         self.tau = tau
+        # Flat inner product on the CPU is this matrix product; GPU and approximate indexes are searched.
+        self.exact_by_product = type(index).__name__ == "IndexFlatIP"
 
     @property
     def size(self) -> int:
@@ -60,8 +62,24 @@ class Ranker:
             order = np.lexsort((rows, -cos))[:k]
             return Ranked(rows[order], cos[order], np.exp(cos[order] / self.tau - log_z))
 
-        # Over-fetch by the number of excluded rows, then drop them: exact for the flat index, and the same
-        # candidate pool an approximate index would return before filtering.
+        all_cos = self.vectors @ q[0]  # the exact normaliser needs every score once
+        if self.exact_by_product:
+            # A flat inner-product index computes exactly this product: rank from it instead of a second pass.
+            logits = all_cos / self.tau
+            if excluded:
+                logits[np.fromiter(excluded, dtype=np.int64)] = -np.inf
+            log_z = _log_normalizer(logits)
+            finite = int(np.isfinite(logits).sum())
+            top = min(k, finite)
+            if top <= 0:
+                empty = np.zeros(0, dtype=np.float32)
+                return Ranked(np.zeros(0, dtype=np.int64), empty, empty)
+            part = np.argpartition(-logits, top - 1)[:top] if top < len(logits) else np.arange(len(logits))
+            order = part[np.lexsort((part, -all_cos[part]))]  # ties by row, as below
+            cos = all_cos[order].astype(np.float32)
+            return Ranked(order.astype(np.int64), cos, np.exp(cos / self.tau - log_z).astype(np.float32))
+        # Over-fetch by the number of excluded rows, then drop them: the same candidate pool an approximate
+        # index would return before filtering.
         fetch = min(self.size, k + len(excluded))
         sims, ids = self.index.search(q, fetch)
         keep = [(float(s), int(i)) for s, i in zip(sims[0], ids[0], strict=True) if i >= 0 and int(i) not in excluded]
@@ -69,7 +87,7 @@ class Ranker:
         keep = keep[:k]
         rows = np.array([i for _, i in keep], dtype=np.int64)
         cos = np.array([s for s, _ in keep], dtype=np.float32)
-        all_logits = (self.vectors @ q[0]) / self.tau
+        all_logits = all_cos / self.tau
         if excluded:
             all_logits[np.fromiter(excluded, dtype=np.int64)] = -np.inf
         log_z = _log_normalizer(all_logits)

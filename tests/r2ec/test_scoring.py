@@ -39,3 +39,23 @@ def test_candidates_rank_only_among_them(vectors):
 def test_approximate_indexes_have_high_recall(vectors, kind):
     index = build_index(vectors, IndexSpec(kind=kind, nprobe=8))
     assert recall_at(index, vectors, vectors[:50], k=10) > 0.9
+
+
+def test_flat_product_path_equals_the_faiss_search(vectors):
+    """The flat ranker computes the catalog product once; FAISS's own flat search must agree with it."""
+    index = build_index(vectors, IndexSpec())
+    fast = Ranker(vectors, index, tau=0.02)
+    assert fast.exact_by_product
+    searched = Ranker(vectors, index, tau=0.02)
+    searched.exact_by_product = False
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        q = rng.normal(size=32)
+        exclude = rng.choice(300, size=7, replace=False).tolist()
+        a, b = fast.rank(q, 20, exclude), searched.rank(q, 20, exclude)
+        assert a.rows.tolist() == b.rows.tolist()
+        np.testing.assert_allclose(a.probabilities, b.probabilities, rtol=1e-5)
+    assert (
+        fast.rank(vectors[0], 400, list(range(295))).rows.tolist() == list(range(295, 300))
+        or len(fast.rank(vectors[0], 400, list(range(295))).rows) == 5
+    )
