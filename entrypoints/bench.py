@@ -85,7 +85,8 @@ def bench(
     if smoke:
         cfg.capture_backend = cfg.scaling_backend = "transformers"
         cfg.tokens, cfg.prompts, cfg.overhead_requests = 3, 2, 2
-        cfg.concurrency, cfg.scaling_seconds, cfg.hot_users, cfg.hot_seconds = (1, 2), 3, 4, 3
+        # Long enough that even the demo bundle (135M model on 2 cores) completes requests at every level.
+        cfg.concurrency, cfg.scaling_seconds, cfg.hot_users, cfg.hot_seconds = (1, 2), 10, 4, 10
         cfg.catalog_sizes, cfg.hnsw_max = (2000,), 2000
     result = asyncio.run(run_bench(cfg))
     typer.echo(json.dumps(result["scenarios"], indent=2))
