@@ -94,7 +94,12 @@ RULES = [
     ),
     Rule(("r2ec", "export"), options={"--catalog": "TINY", "--evidence-data": "TINY"}),
     Rule(("r2ec", "bench", "--smoke"), options={"--out": "WORK/bench.json"}),
-    Rule(("python", "-m", "loadtests.faults"), options={"--seconds": "12"}, cwd="repo"),
+    Rule(("r2ec", "bench", "--scenarios", "catalog"), options={"--catalog-sizes": "1000"}),
+    Rule(
+        ("python", "-m", "loadtests.faults"),
+        options={"--seconds": "12", "--docs": "WORK/benchmarks.md", "--out": "WORK/faults.json"},
+        cwd="repo",
+    ),
     Rule(("r2ec",)),
 ]
 
