@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from entrypoints.common import app, fail, need_bundle, need_dataset, setup_logging, threads_for
+from entrypoints.common import ThreadsOption, app, fail, need_bundle, need_dataset, setup_logging, threads_for
 
 
 @app.command("bench")
@@ -39,7 +39,7 @@ def bench(
     smoke: Annotated[
         bool, typer.Option(help="Seconds-long run of every scenario (CI): tiny sizes, transformers.")
     ] = False,
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Side-by-side latency/throughput benchmark: capture cost, service overhead, scaling, hot paths, catalog scale."""
     import shlex

@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from entrypoints.common import app, bundle_app, fail, need_dataset, need_file, setup_logging, threads_for
+from entrypoints.common import ThreadsOption, app, bundle_app, fail, need_dataset, need_file, setup_logging, threads_for
 
 
 @app.command("export")
@@ -31,7 +31,7 @@ def export(
     batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 16,
     tau: Annotated[float, typer.Option(help="Temperature of cos/tau.")] = 0.02,
     force: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    threads: ThreadsOption = None,
     evidence_data: Annotated[
         Path | None, typer.Option(help="Dataset whose training interactions give the prompt-evidence table.")
     ] = None,

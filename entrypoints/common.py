@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -61,3 +61,12 @@ def mask_for(protocol: str, mask: str | None) -> Any:
     if chosen not in MASKS:
         fail(f"unknown mask {chosen!r} (seen, window or none)")
     return chosen
+
+
+# Options several commands share, declared once (a command that takes one says so with its type).
+DataOption = Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")]
+ProtocolOption = Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")]
+SplitOption = Annotated[str, typer.Option(help="valid or test.")]
+MaskOption = Annotated[str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")]
+LimitOption = Annotated[int | None, typer.Option(help="A fixed random subset of this many samples (seed 0).")]
+ThreadsOption = Annotated[int | None, typer.Option(help="Torch CPU threads.")]

@@ -9,7 +9,21 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from entrypoints.common import app, fail, mask_for, need_bundle, need_dataset, setup_logging, threads_for
+from entrypoints.common import (
+    DataOption,
+    LimitOption,
+    MaskOption,
+    ProtocolOption,
+    SplitOption,
+    ThreadsOption,
+    app,
+    fail,
+    mask_for,
+    need_bundle,
+    need_dataset,
+    setup_logging,
+    threads_for,
+)
 
 
 async def _open_recommender(bundle_path: Path, backend: str, dtype: str | None, max_batch: int):  # type: ignore[no-untyped-def]
@@ -26,14 +40,12 @@ async def _open_recommender(bundle_path: Path, backend: str, dtype: str | None, 
 @app.command("evaluate")
 def evaluate(
     bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
-    data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
-    protocol: Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")] = "loo",
-    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    mask: Annotated[
-        str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")
-    ] = None,
+    data: DataOption,
+    protocol: ProtocolOption = "loo",
+    split: SplitOption = "test",
+    mask: MaskOption = None,
     no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Score prompt + <answer> directly.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Evaluate a fixed random subset of this many samples.")] = None,
+    limit: LimitOption = None,
     batch_size: Annotated[int, typer.Option(help="Concurrent requests (the engine batches them).")] = 8,
     max_reasoning_tokens: Annotated[
         int | None, typer.Option(help="Reasoning token budget (default: the bundle's).")
@@ -41,7 +53,7 @@ def evaluate(
     backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
     dtype: Annotated[str | None, typer.Option(help="Model dtype (default: the bundle's).")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON output (default results/eval-....json).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Hit@5/10/20 and NDCG@5/10/20 over the full catalog, history excluded, greedy reasoning."""
     need_bundle(bundle)
@@ -106,13 +118,11 @@ def evaluate(
 @app.command("baseline")
 def baseline(
     method: Annotated[str, typer.Argument(help="mostpop, itemknn or sasrec.")],
-    data: Annotated[Path, typer.Option(help="Dataset directory.")],
-    protocol: Annotated[str, typer.Option(help="loo (leave-one-out) or temporal (the paper's).")] = "loo",
-    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    mask: Annotated[
-        str | None, typer.Option(help="seen (default for loo), window (default for temporal) or none.")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="Same fixed subset as r2ec evaluate --limit.")] = None,
+    data: DataOption,
+    protocol: ProtocolOption = "loo",
+    split: SplitOption = "test",
+    mask: MaskOption = None,
+    limit: LimitOption = None,
     epochs: Annotated[int, typer.Option(help="SASRec max epochs.")] = 200,
     window: Annotated[int, typer.Option(help="History window (SASRec's sequence length too).")] = 20,
     out: Annotated[

@@ -8,12 +8,22 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from entrypoints.common import app, fail, mask_for, need_bundle, need_dataset, need_file, setup_logging, threads_for
+from entrypoints.common import (
+    DataOption,
+    app,
+    fail,
+    mask_for,
+    need_bundle,
+    need_dataset,
+    need_file,
+    setup_logging,
+    threads_for,
+)
 
 
 @app.command("train")
 def train(
-    data: Annotated[Path, typer.Option(help="Dataset directory (r2ec data ...).")],
+    data: DataOption,
     out: Annotated[Path, typer.Option(help="Run directory: adapter/, checkpoint/, metrics.jsonl, summary.json.")],
     stage: Annotated[str, typer.Option(help="sft (interaction-of-thought warm start) or recpo (RL).")] = "recpo",
     bundle: Annotated[Path | None, typer.Option(help="Take the base model and templates from this bundle.")] = None,
