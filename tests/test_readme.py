@@ -111,6 +111,11 @@ def rule_for(argv: list[str]) -> Rule:
     raise AssertionError(f"no rule says how to run: {shlex.join(argv)}")
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -173,7 +178,10 @@ class World:
                 raise AssertionError("the server did not become ready")
             yield port
         finally:
-            proc.send_signal(signal.SIGTERM)
+            # `make serve` execs the server in its recipe: the signal goes to make's child, which is the server
+            # itself (no shell in between to orphan it), and make exits with the server's status.
+            target = _children(proc.pid)[0] if argv[0] == "make" and _children(proc.pid) else proc.pid
+            os.kill(target, signal.SIGTERM)
             status = proc.wait(120)
             log.close()
         assert status == 0, f"{shlex.join(argv)} exited {status} on SIGTERM"
