@@ -85,6 +85,8 @@ def run_faults(bundle: Path, seconds: float, workers: int = 6, seed: int = 0) ->
                         err = r.json().get("error", {})
                         if r.status_code == 503 and err.get("type") in ("dependency_unavailable", "draining"):
                             key += f" {err['type']}"
+                            # As a well-behaved client does: wait as Retry-After says (the service sends 1 s).
+                            time.sleep(min(1.0, float(r.headers.get("retry-after", "1"))))
                         else:
                             with lock:
                                 unexpected.append(f"{kind}: {r.status_code} {r.text[:200]}")

@@ -71,6 +71,7 @@ def test_build_a_history_and_watch_the_recommendations_arrive(browser, tiny_bund
         wait = WebDriverWait(d, 300)
         d.get(srv.url + "/")
         wait.until(lambda drv: drv.find_element(By.ID, "model").text.startswith("Model "))
+        assert not d.find_element(By.ID, "auth").is_displayed()  # no keys configured: no key field
         search = d.find_element(By.ID, "search")
         search.send_keys("star")  # titles are built from words like "Star"; the match is case-insensitive
         wait.until(lambda drv: len(drv.find_elements(By.CSS_SELECTOR, "#search-results li button")) >= 2)
