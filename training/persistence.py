@@ -52,3 +52,17 @@ def write_run_config(out: Path, config: dict[str, Any]) -> None:
     """``OUT/training_config.json``: what this run was asked to do (the directory is created)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "training_config.json").write_text(json.dumps(config, indent=2))
+
+
+def finish_run(out: Path, steps: int, best: float, stop: str, seconds: float, **extra: Any) -> dict[str, Any]:
+    """``OUT/summary.json``: how the run ended and where its adapter is."""
+    summary = {
+        **extra,
+        "steps": steps,
+        "best_valid_ndcg@10": best,
+        "stop": stop,
+        "seconds": round(seconds, 1),
+        "adapter": str(out / "adapter"),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -10,7 +10,6 @@ and validation through the offline evaluator.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -49,7 +48,7 @@ from training.losses import (
     ppo_token_loss,
     recommendation_loss,
 )
-from training.persistence import append_metrics, load_state, save_adapter, save_checkpoint, write_run_config
+from training.persistence import append_metrics, finish_run, load_state, save_adapter, save_checkpoint, write_run_config
 
 log = logs.get(__name__)
 
@@ -371,12 +370,4 @@ class RecPOTrainer:
         bar.close()
         self.checkpoint()
         asyncio.run(self.engine.close())
-        summary = {
-            "steps": self.step,
-            "best_valid_ndcg@10": self.best,
-            "stop": stop_reason,
-            "seconds": round(time.monotonic() - started, 1),
-            "adapter": str(self.out / "adapter"),
-        }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
+        return finish_run(self.out, self.step, self.best, stop_reason, time.monotonic() - started, stage="recpo")

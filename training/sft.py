@@ -13,7 +13,6 @@ run spans several sittings (``--resume``).
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from r2ec.models import load_causal_lm
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
-from training.persistence import append_metrics, load_state, save_adapter, save_checkpoint, write_run_config
+from training.persistence import append_metrics, finish_run, load_state, save_adapter, save_checkpoint, write_run_config
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -345,13 +344,4 @@ class SFTTrainer:
         self.checkpoint()
         if not (self.out / "adapter").exists():
             self.save_adapter(self.out / "adapter")
-        summary = {
-            "stage": "sft",
-            "steps": self.step,
-            "best_valid_ndcg@10": self.best,
-            "stop": stop,
-            "seconds": round(time.monotonic() - started, 1),
-            "adapter": str(self.out / "adapter"),
-        }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
+        return finish_run(self.out, self.step, self.best, stop, time.monotonic() - started, stage="sft")
