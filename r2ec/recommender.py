@@ -73,9 +73,13 @@ class Recommender:
         options: GenerationOptions,
         request_id: str,
         reasoning: bool = True,
+        message: str | None = None,
     ) -> AsyncIterator[Delta | UserVector]:
-        """Yield reasoning deltas as they are generated, then the ``UserVector``."""
-        message = self.prompt_for(history, now)
+        """Yield reasoning deltas as they are generated, then the ``UserVector``.
+
+        ``message`` is ``prompt_for(history, now)`` when the caller has rendered it already.
+        """
+        message = self.prompt_for(history, now) if message is None else message
         timings: dict[str, float] = {}
         generation: Generation | None = None
         text = ""

@@ -61,6 +61,7 @@ class Prepared:
     now: float
     cache_key: str | None
     seen: list[str]  # every history event (stored + sent): masked with exclude_history, not only the window
+    message: str  # the rendered user prompt (cache key and model input)
 
 
 class RecommendService:
@@ -129,10 +130,11 @@ class RecommendService:
         window = history_window(history, rec.templates)
         deterministic = options.greedy or options.seed is not None
         key = None
+        message = rec.prompt_for(history, now)  # rendered once: the cache key and the model's input
         if req.use_cache and deterministic:
             assert self.state.bundle is not None
-            key = result_key(self.state.bundle.version, rec.prompt_for(history, now), options, req.reasoning, tenant)
-        return Prepared(history, window, options, k, now, key, [e.item_id for e in history])
+            key = result_key(self.state.bundle.version, message, options, req.reasoning, tenant)
+        return Prepared(history, window, options, k, now, key, [e.item_id for e in history], message)
 
     # -- admission ---------------------------------------------------------------------------------------------
     def admit(self) -> None:
@@ -185,7 +187,9 @@ class RecommendService:
                 yield Delta(reasoning)
         else:
             result: UserVector | None = None
-            async for event in rec.stream_user_vector(prep.history, prep.now, prep.options, request_id, req.reasoning):
+            async for event in rec.stream_user_vector(
+                prep.history, prep.now, prep.options, request_id, req.reasoning, prep.message
+            ):
                 if isinstance(event, UserVector):
                     result = event
                 else:
