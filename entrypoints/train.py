@@ -30,7 +30,7 @@ def train(
     base_model: Annotated[Path | None, typer.Option(help="Base model directory (with --domain).")] = None,
     domain: Annotated[str | None, typer.Option(help="Prompt wording when --base-model is given.")] = None,
     init_adapter: Annotated[
-        Path | None, typer.Option(help="recpo: start from this adapter (e.g. the sft stage's).")
+        Path | None, typer.Option(help="Start from this adapter (recpo: the sft stage's; sft: an earlier run's).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     no_reasoning: Annotated[
@@ -52,6 +52,8 @@ def train(
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-5,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 4,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 128,
+    kd_weight: Annotated[float, typer.Option(help="sft: weight of the distillation from the evidence table.")] = 1.0,
+    item_weight: Annotated[float, typer.Option(help="sft: weight of the item tower's collaborative loss.")] = 1.0,
     lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
     eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 20,
     eval_users: Annotated[int, typer.Option(help="Validation samples.")] = 100,
@@ -101,13 +103,15 @@ def train(
             lora_r=lora_r,
             lora_alpha=lora_alpha,
             lora_top_layers=lora_top_layers,
+            kd_weight=kd_weight,
+            item_weight=item_weight,
             bf16=bf16,
             eval_every=eval_every,
             eval_samples=eval_users,
             time_limit_s=time_limit_s,
             seed=seed,
         )
-        summary = SFTTrainer(scfg, model_dir, data, out, templates, resume=resume).train()
+        summary = SFTTrainer(scfg, model_dir, data, out, templates, resume=resume, init_adapter=init_adapter).train()
     else:
         from training.config import RecPOConfig
         from training.recpo import RecPOTrainer

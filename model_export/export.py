@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 import r2ec
+from model_export.adapter import check_adapter, merge_adapter
 from model_export.bundle import (
     CATALOG,
     EXAMPLES,
@@ -34,7 +35,7 @@ from model_export.bundle import (
 )
 from r2ec import logs
 from r2ec.catalog import Catalog
-from r2ec.chat import ChatRenderer
+from r2ec.chat import ChatRenderer, template_identity
 from r2ec.encoder import encode, pad_id_of
 from r2ec.evidence import EVIDENCE_FILE, CoInteractions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
@@ -87,26 +88,6 @@ def copy_model(src: Path, dst: Path) -> None:
                 shutil.copy2(f, dst / f.name)
     if not (dst / "config.json").is_file():
         raise FileNotFoundError(f"{src} is not a Hugging Face model directory (no config.json)")
-
-
-def merge_adapter(base: Path, adapter: Path, dst: Path) -> None:
-    """Apply a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) and save merged weights."""
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    for required in ("adapter_config.json",):
-        if not (adapter / required).is_file():
-            raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no {required})")
-    config = json.loads((base / "config.json").read_text())
-    dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
-    model = load_causal_lm(base, str(dtype))
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    merged.save_pretrained(str(dst))
-    tokenizer_src = adapter if (adapter / "tokenizer_config.json").is_file() else base
-    AutoTokenizer.from_pretrained(str(tokenizer_src)).save_pretrained(str(dst))
-    for extra in ("generation_config.json",):
-        if (base / extra).is_file() and not (dst / extra).is_file():
-            shutil.copy2(base / extra, dst / extra)
 
 
 def _work_key(model_id: str, catalog_path: Path, templates: PromptTemplates, dtype: str) -> str:
@@ -162,6 +143,8 @@ def run_export(cfg: ExportConfig) -> Path:
         raise ValueError("these templates show collaborative evidence: give the interactions to build it from")
     if cfg.evidence is not None and cfg.evidence.neighbors.shape[0] != len(catalog):
         raise ValueError(f"evidence table has {cfg.evidence.neighbors.shape[0]} rows, catalog {len(catalog)} items")
+    # Before minutes of merging: an adapter that does not fit the base model is refused with the reason.
+    adapter_info = None if cfg.adapter is None else check_adapter(cfg.base_model, cfg.adapter)
     staging = staging_dir(cfg.out)
     try:
         model_dir = staging / MODEL_DIR
@@ -210,12 +193,14 @@ def run_export(cfg: ExportConfig) -> Path:
             "model": {
                 "base": str(cfg.base_model),
                 "adapter": None if cfg.adapter is None else str(cfg.adapter),
+                "adapter_config": None if adapter_info is None else adapter_info.to_dict(),
                 "hash": weights_id,
                 "architecture": (config.get("architectures") or ["?"])[0],
                 "hidden_size": int(vectors.shape[1]),
                 "num_layers": config.get("num_hidden_layers"),
                 "dtype": str(config.get("dtype") or config.get("torch_dtype") or "float32"),
                 "tokenizer": type(tokenizer).__name__,
+                "chat_template": template_identity(tokenizer),
                 "vocab_size": len(tokenizer),
             },
             "vectors": {

@@ -7,10 +7,34 @@ chat template and tokenised without adding special tokens (the template already 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from r2ec.prompts import item_message
 from r2ec.templates import PromptTemplates
+
+# Marker -> family of a chat template: how a bundle says which conversation format its model was tuned on.
+_FAMILIES = (("<start_of_turn>", "gemma"), ("<|im_start|>", "chatml"), ("<|start_header_id|>", "llama3"))
+
+
+def template_identity(tokenizer: Any) -> dict[str, Any]:
+    """Family, sha256 and whether a system role is accepted, for the manifest and /info.
+
+    The project's prompts never use a system message (reference §3), so a template that rejects one (Gemma-2)
+    renders them as they are; ``system_role`` is recorded so that nobody has to find out by trial.
+    """
+    text = getattr(tokenizer, "chat_template", None)
+    if not isinstance(text, str) or not text:
+        return {"family": None, "sha256": None, "system_role": None}
+    family = next((name for marker, name in _FAMILIES if marker in text), "other")
+    try:
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], tokenize=False
+        )
+        system_role = True
+    except Exception:  # jinja's raise_exception (TemplateError) in Gemma's template
+        system_role = False
+    return {"family": family, "sha256": hashlib.sha256(text.encode()).hexdigest(), "system_role": system_role}
 
 
 class ChatRenderer:

@@ -2,12 +2,16 @@
 
 A client never sees the start of the stop text: only the longest prefix that cannot turn out to be part of
 ``<answer>`` (or a half-decoded character) is emitted while generating; at the end the reasoning is the text
-before the first ``<answer>``.
+before the first ``<answer>``, without a trailing half-decoded character: a budget that ends inside a multi-byte
+character leaves replacement characters in a plain ``decode``, while vLLM's incremental detokenizer never
+emits the incomplete bytes; both backends end their text the same way here.
 """
 
 from __future__ import annotations
 
 from r2ec.prompts import cut_at_answer, stream_safe_prefix
+
+INCOMPLETE = "\ufffd"  # what a decode makes of the bytes of a character not yet complete
 
 
 class ReasoningStream:
@@ -30,6 +34,8 @@ class ReasoningStream:
     def finish(self, text: str) -> tuple[str, str, bool]:
         """(reasoning, the part of it not yet emitted, whether ``<answer>`` was generated)."""
         reasoning, found = cut_at_answer(text, self.answer)
+        if not found:
+            reasoning = reasoning.rstrip(INCOMPLETE)
         rest = reasoning[self.emitted :] if len(reasoning) > self.emitted else ""
         self.emitted = max(self.emitted, len(reasoning))
         return reasoning, rest, found

@@ -73,7 +73,7 @@ class VLLMEngine(Engine):
         self.capture_mode = ""
         self._inflight = 0
         self._closed = False
-        self._stop_ids = sorted(stop_token_ids(tokenizer))
+        self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
 
     def _engine_args(self, pooling: bool) -> Any:
         from vllm import AsyncEngineArgs
@@ -107,6 +107,9 @@ class VLLMEngine(Engine):
     async def start(self) -> None:
         if self.in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if self.capture == "hook":
+            # The hook's one path is Model Runner V1 (vllm_hook); CUDA would otherwise pick V2 for dense models.
+            os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(self.kv_cache_gib))))
         from vllm.v1.engine.async_llm import AsyncLLM
 

