@@ -54,8 +54,15 @@ def export(
         fail(f"unknown index {index!r} (flat, ivf or hnsw)")
     setup_logging()
     threads_for(threads)
+    from model_export.adapter import AdapterError, check_adapter
     from model_export.export import ExportConfig, run_export
     from r2ec.index import IndexSpec
+
+    if adapter is not None:
+        try:  # weights are read only after this: a mismatched adapter costs a second, not a merge
+            check_adapter(base_model, adapter)
+        except AdapterError as exc:
+            fail(str(exc))
 
     tmpl = domain_templates(domain)
     if templates is not None:

@@ -191,6 +191,7 @@ def authors_adapter(
     model.save_pretrained(str(out))
     config = json.loads((out / "adapter_config.json").read_text())
     hub = {"Gemma2ForCausalLM": "google/gemma-2-2b-it", "Qwen2ForCausalLM": "Qwen/Qwen2.5-3B-Instruct"}
-    config["base_model_name_or_path"] = hub.get((base.config.architectures or [""])[0], config["base_model_name_or_path"])
+    architecture = (base.config.architectures or [""])[0]
+    config["base_model_name_or_path"] = hub.get(architecture, config["base_model_name_or_path"])
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
     return out

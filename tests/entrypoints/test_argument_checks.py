@@ -75,3 +75,18 @@ def test_refused_at_once_with_one_line(case, tiny_bundle, dataset_dir, tmp_path)
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip().endswith("HEAVY="), f"heavy modules imported before the check: {proc.stdout}"
     assert seconds < 10, seconds  # a loose bound for loaded CI machines; the HEAVY check is the real proof
+
+
+def test_export_refuses_an_adapter_for_another_base_before_merging(tmp_path, catalog, dataset_dir):
+    """The adapter check reads shapes only (meta device): one line, exit 2, no bundle, no merge."""
+    from tests.archs import authors_adapter, build_tiny_arch
+
+    gemma = build_tiny_arch(tmp_path / "gemma", catalog, "gemma2")
+    qwen_adapter = authors_adapter(build_tiny_arch(tmp_path / "qwen", catalog, "qwen2"), tmp_path / "qwen-adapter")
+    args = ["export", "--base-model", str(gemma), "--adapter", str(qwen_adapter), "--catalog", str(dataset_dir)]
+    proc, _ = run_cli([*args, "--domain", "movies", "--out", str(tmp_path / "b")])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and line.startswith("error: ")]
+    assert len(lines) == 1 and "does not fit the base model" in lines[0] and "Gemma2ForCausalLM" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "b").exists()

@@ -109,8 +109,10 @@ async def test_engine_vectors_agree_and_capture_equals_reference(arch_bundle, da
     from r2ec.engine.vllm import VLLMEngine
     from r2ec.models import load_causal_lm
 
-    _, bundle = arch_bundle
+    arch, bundle = arch_bundle
     b = load_bundle(bundle)
+    # The reference applies Gemma-2's attention soft-cap (transformers' SDPA path would drop it).
+    assert load_causal_lm(b.model_dir).config._attn_implementation == ("eager" if arch == "gemma2" else "sdpa")
     samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:3]
     hf = TransformersEngine(b.model_dir, b.tokenizer)
     vl = VLLMEngine(b.model_dir, b.tokenizer, dtype="float32", max_model_len=2048, max_num_seqs=4)

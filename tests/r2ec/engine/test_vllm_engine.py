@@ -11,6 +11,7 @@ from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
+from r2ec.engine.vllm_hook import CAPTURE_MODE, HiddenStateCapture
 
 pytestmark = pytest.mark.vllm
 
@@ -40,8 +41,19 @@ async def _vectors(engine, bundle, users, options, reasoning=True):
     return out
 
 
-async def test_hook_is_installed_on_the_runner(vllm_engine):
-    assert vllm_engine.capture_mode.startswith("runner-")
+async def test_hook_is_installed_on_the_one_capture_path(vllm_engine):
+    # Exactly the V1 compute_logits path that CI runs: neither the pooling fallback nor any other runner.
+    assert vllm_engine.capture_mode == CAPTURE_MODE == "runner-v1:compute_logits"
+
+
+def test_the_hook_refuses_a_runner_it_was_not_tested_on():
+    from vllm.v1.worker.gpu.model_runner import GPUModelRunner as RunnerV2
+
+    worker = HiddenStateCapture()
+    worker.model_runner = RunnerV2.__new__(RunnerV2)  # Model Runner V2, as CUDA picks it by default
+    with pytest.raises(RuntimeError, match="Model Runner V1 only.*VLLM_USE_V2_MODEL_RUNNER=0"):
+        worker.r2ec_install()
+    assert getattr(worker.model_runner, "_r2ec_capture", None) is None  # nothing half-installed
 
 
 async def test_vllm_and_transformers_agree_on_reasoning_vectors_and_top10(vllm_engine, tiny_bundle, users):
