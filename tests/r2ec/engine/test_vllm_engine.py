@@ -51,7 +51,7 @@ def test_the_hook_refuses_a_runner_it_was_not_tested_on():
 
     worker = HiddenStateCapture()
     worker.model_runner = RunnerV2.__new__(RunnerV2)  # Model Runner V2, as CUDA picks it by default
-    with pytest.raises(RuntimeError, match="Model Runner V1 only.*VLLM_USE_V2_MODEL_RUNNER=0"):
+    with pytest.raises(RuntimeError, match=r"Model Runner V1 only.*VLLM_USE_V2_MODEL_RUNNER=0"):
         worker.r2ec_install()
     assert getattr(worker.model_runner, "_r2ec_capture", None) is None  # nothing half-installed
 
