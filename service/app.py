@@ -23,13 +23,15 @@ import r2ec
 from r2ec import logs
 from r2ec.index import check_device, place_index
 from service.auth import check_bearer
-from service.cache import Cache, LocalCache, RedisCache
+from service.cache import LocalResultCache, RedisResultCache
 from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
 from service.metrics import Metrics
+from service.redis_conn import RedisConnection
 from service.routers import items, ops, recommend, users
 from service.serving import RecommendService
 from service.settings import Settings
 from service.state import ServiceState
+from service.user_store import LocalUserStore, RedisUserStore
 
 log = logs.get(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -253,16 +255,16 @@ async def load_components(
     )
 
 
-def make_cache(settings: Settings) -> Cache:
-    if settings.redis_url:
-        return RedisCache(
-            settings.redis_url,
-            settings.cache_ttl_s,
-            settings.user_events_cap,
-            settings.user_ttl_s,
-            settings.redis_timeout_s,
-        )
-    return LocalCache(settings.cache_size, settings.cache_ttl_s, settings.user_events_cap)
+def make_stores(state: ServiceState) -> None:
+    """The result cache and the user store: both on one Redis connection when configured, in process otherwise."""
+    s = state.settings
+    if s.redis_url:
+        state.redis = RedisConnection(s.redis_url, s.redis_timeout_s)
+        state.results = RedisResultCache(state.redis, s.cache_ttl_s)
+        state.users = RedisUserStore(state.redis, s.user_events_cap, s.user_ttl_s)
+    else:
+        state.results = LocalResultCache(s.cache_size, s.cache_ttl_s)
+        state.users = LocalUserStore(s.user_events_cap, s.user_ttl_s)
 
 
 def create_app(
@@ -278,8 +280,9 @@ def create_app(
             import torch
 
             torch.set_num_threads(settings.threads)
-        state.cache = make_cache(settings)
-        await state.cache.start()
+        make_stores(state)
+        if state.redis is not None:
+            await state.redis.start()
 
         async def load() -> None:
             try:
@@ -296,7 +299,8 @@ def create_app(
             app.state.loader.cancel()
             if state.engine is not None:
                 await state.engine.close()
-            await state.cache.close()
+            if state.redis is not None:
+                await state.redis.close()
 
     app = FastAPI(
         title="r2ec-serve",

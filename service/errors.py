@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from r2ec.engine.base import EngineClosed, EngineOverloaded, InvalidRequest
-from service.cache import StoreUnavailable
+from service.user_store import StoreUnavailable
 
 
 class ErrorType(StrEnum):

@@ -15,10 +15,11 @@ from r2ec.catalog import Catalog, Event
 from r2ec.engine.base import Delta, GenerationOptions
 from r2ec.prompts import history_window
 from r2ec.recommender import Recommender, UserVector
-from service.cache import CachedResult, StoreUnavailable
+from service.cache import CachedResult
 from service.errors import ApiError, ErrorType
 from service.protocol import HistoryEvent, RankedItem, RecommendRequest, RecommendResponse, Timings
 from service.state import ServiceState
+from service.user_store import StoreUnavailable
 
 log = logs.get(__name__)
 
@@ -101,10 +102,10 @@ class RecommendService:
         check_known(rec.catalog, req.exclude or [], "exclude[{i}]")
         stored: list[Event] = []
         if req.user_id is not None:
-            cache = self.state.cache
-            assert cache is not None
+            users = self.state.users
+            assert users is not None
             try:
-                found = await cache.get_events(req.user_id)
+                found = await users.get(req.user_id)
             except StoreUnavailable:
                 if not req.history:
                     raise ApiError(
@@ -163,10 +164,10 @@ class RecommendService:
 
     # -- the pipeline ------------------------------------------------------------------------------------------
     async def lookup(self, prep: Prepared) -> CachedResult | None:
-        cache = self.state.cache
+        cache = self.state.results
         if prep.cache_key is None or cache is None:
             return None
-        hit = await cache.get_result(prep.cache_key)
+        hit = await cache.get(prep.cache_key)
         outcome = "hit" if hit is not None else ("miss" if cache.healthy else "error")
         self.state.metrics.cache.labels(outcome).inc()
         self.state.metrics.cache_up.set(1 if cache.healthy else 0)
@@ -199,8 +200,8 @@ class RecommendService:
             vector, reasoning = result.vector, result.reasoning
             tokens = result.generation.num_tokens if result.generation else 0
             finish = result.generation.finish_reason if result.generation else None
-            if prep.cache_key is not None and self.state.cache is not None:
-                await self.state.cache.put_result(prep.cache_key, CachedResult(reasoning, vector, tokens, finish))
+            if prep.cache_key is not None and self.state.results is not None:
+                await self.state.results.put(prep.cache_key, CachedResult(reasoning, vector, tokens, finish))
         search_started = time.perf_counter()
         scored = rec.scored(
             rec.rank_rows(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from r2ec.bundle import Bundle
 from r2ec.engine.base import Engine
 from r2ec.recommender import Recommender
-from service.cache import Cache
+from service.cache import ResultCache
 from service.metrics import Metrics
+from service.redis_conn import RedisConnection
 from service.settings import Settings
+from service.user_store import UserStore
 
 if TYPE_CHECKING:
     from service.serving import RecommendService
@@ -26,12 +28,20 @@ class ServiceState:
     bundle: Bundle | None = None
     engine: Engine | None = None
     recommender: Recommender | None = None
-    cache: Cache | None = None
+    results: ResultCache | None = None  # best effort
+    users: UserStore | None = None  # store of record
+    redis: RedisConnection | None = None  # shared by both when configured
     draining: bool = False
     inflight: int = 0
     startup_error: str | None = None
     index_placement: dict[str, str] | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def store_state(self) -> dict[str, Any]:
+        """What /ready and /metrics report about the cache and the user store."""
+        if self.redis is not None:
+            return self.redis.state()
+        return {"kind": "local" if self.users is not None else None, "healthy": self.users is not None}
 
     @property
     def dtype(self) -> str:

@@ -49,7 +49,7 @@ async def ready(request: Request) -> JSONResponse:
     A degraded cache does not make the service unready (requests are served uncached) but is reported.
     """
     st = get_state(request)
-    cache = st.cache.state() if st.cache is not None else {"kind": None, "healthy": False}
+    cache = st.store_state()
     body: dict[str, Any] = {
         "status": "ready" if st.ready else ("draining" if st.draining else "not_ready"),
         "engine": {
@@ -125,8 +125,9 @@ async def info(request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     st = get_state(request)
     st.metrics.sync_tokens(st.engine.generated_tokens if st.engine is not None else 0)
-    if st.cache is not None:
-        st.metrics.cache_up.set(1 if st.cache.healthy else 0)
-        st.metrics.store_lost.set(1 if st.cache.state().get("data_lost") else 0)
+    if st.users is not None:
+        store = st.store_state()
+        st.metrics.cache_up.set(1 if store["healthy"] else 0)
+        st.metrics.store_lost.set(1 if store.get("data_lost") else 0)
     st.metrics.ready.set(1 if st.ready else 0)
     return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)

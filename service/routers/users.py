@@ -8,21 +8,21 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from r2ec.catalog import Event
 from service.auth import require_api_key
-from service.cache import Cache
 from service.errors import ApiError, ErrorType
 from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
 from service.serving import check_known, to_events
 from service.state import get_state
+from service.user_store import UserStore
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(require_api_key)])
 UserId = Path(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
 
 
-def _cache(request: Request) -> Cache:
+def _store(request: Request) -> UserStore:
     state = get_state(request)
-    if state.cache is None:
+    if state.users is None:
         raise ApiError(ErrorType.NOT_READY, "the user store is not ready")
-    return state.cache
+    return state.users
 
 
 def _validated(request: Request, body: UserEvents) -> list[Event]:
@@ -47,7 +47,7 @@ def _response(user_id: str, events: list[Event]) -> UserEventsResponse:
 
 @router.get("/{user_id}/events", response_model=UserEventsResponse, responses=ERROR_RESPONSES)
 async def get_events(request: Request, user_id: str = UserId) -> UserEventsResponse:
-    events = await _cache(request).get_events(user_id)
+    events = await _store(request).get(user_id)
     if events is None:
         raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
     return _response(user_id, events)
@@ -57,9 +57,9 @@ async def get_events(request: Request, user_id: str = UserId) -> UserEventsRespo
 async def put_events(body: UserEvents, request: Request, user_id: str = UserId) -> UserEventsResponse:
     """Replace the user's events (kept in time order, the oldest dropped beyond the cap)."""
     events = _validated(request, body)
-    cache = _cache(request)
-    await cache.set_events(user_id, events)
-    stored = await cache.get_events(user_id)
+    store = _store(request)
+    await store.replace(user_id, events)
+    stored = await store.get(user_id)
     return _response(user_id, stored or [])
 
 
@@ -67,12 +67,12 @@ async def put_events(body: UserEvents, request: Request, user_id: str = UserId) 
 async def append_events(body: UserEvents, request: Request, user_id: str = UserId) -> UserEventsResponse:
     """Append events (e.g. as the user interacts)."""
     events = _validated(request, body)
-    stored = await _cache(request).append_events(user_id, events)
+    stored = await _store(request).append(user_id, events)
     return _response(user_id, stored)
 
 
 @router.delete("/{user_id}/events", status_code=204, responses=ERROR_RESPONSES)
 async def delete_events(request: Request, user_id: str = UserId) -> Response:
-    if not await _cache(request).delete_events(user_id):
+    if not await _store(request).delete(user_id):
         raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
     return Response(status_code=204)

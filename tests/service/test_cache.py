@@ -8,7 +8,9 @@ import httpx
 import numpy as np
 
 from loadtests.launcher import RedisServer
-from service.cache import CachedResult, LocalCache
+from r2ec.catalog import Event
+from service.cache import CachedResult, LocalResultCache
+from service.user_store import LocalUserStore
 from tests.helpers import free_port
 from tests.service.conftest import make_server
 
@@ -68,18 +70,30 @@ def test_redis_down_at_startup_still_serves(tiny_bundle):
         srv.stop()
 
 
-async def test_local_cache_lru_ttl_and_event_cap():
-    cache = LocalCache(size=2, ttl_s=60, events_cap=3)
+async def test_local_result_cache_is_an_lru_with_a_ttl():
+    cache = LocalResultCache(size=2, ttl_s=60)
     v = CachedResult("why", np.ones(4, dtype=np.float32), 5, "answer")
     for key in ("a", "b", "c"):
-        await cache.put_result(key, v)
-    assert await cache.get_result("a") is None  # evicted
-    hit = await cache.get_result("c")
+        await cache.put(key, v)
+    assert await cache.get("a") is None  # evicted
+    hit = await cache.get("c")
     assert hit is not None and hit.reasoning == "why" and hit.vector.tolist() == [1.0] * 4
-    from r2ec.catalog import Event
+    expired = LocalResultCache(size=2, ttl_s=0)
+    await expired.put("a", v)
+    time.sleep(0.01)
+    assert await expired.get("a") is None
 
-    events = await cache.append_events("u", [Event(str(i), float(i)) for i in range(5)])
+
+async def test_local_user_store_caps_events_and_honours_its_ttl():
+    store = LocalUserStore(events_cap=3)
+    events = await store.append("u", [Event(str(i), float(i)) for i in range(5)])
     assert [e.item_id for e in events] == ["2", "3", "4"]
+    assert await store.delete("u") and not await store.delete("u")
+    short = LocalUserStore(events_cap=3, ttl_s=1)
+    await short.replace("u", [Event("1", 1.0)])
+    assert await short.get("u") is not None
+    short._users["u"] = (time.monotonic() - 1, short._users["u"][1])  # as if its ttl had passed
+    assert await short.get("u") is None and not await short.delete("u")
 
 
 def test_ready_sees_an_outage_without_any_traffic(tiny_bundle):
