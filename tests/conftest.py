@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from tests.helpers import build_tiny_model, tiny_catalog, tiny_dataset
+from tests.helpers import build_tiny_model, export_tiny, tiny_catalog, tiny_dataset
 
 torch.set_num_threads(2)
 
@@ -58,20 +58,9 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory, catalog) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, dataset_dir: Path) -> Path:
-    from model_export.export import ExportConfig, run_export
-    from r2ec.templates import domain_templates
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    return run_export(
-        ExportConfig(
-            base_model=tiny_model_dir,
-            catalog=dataset_dir,
-            templates=domain_templates("movies"),
-            domain="movies",
-            out=out,
-            progress=False,
-        )
-    )
+    return export_tiny(tiny_model_dir, dataset_dir, out)
 
 
 def _redis_up(url: str) -> bool:

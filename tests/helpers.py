@@ -78,6 +78,19 @@ def build_tiny_model(out: Path, tokenizer: Any, seed: int = 0) -> Path:
     return out
 
 
+def export_tiny(base: Path, data: Path, out: Path, domain: str = "movies", **extra: Any) -> Path:
+    """``run_export`` as the tests call it: the domain's own templates, no progress bars."""
+    from model_export.export import ExportConfig, run_export
+    from r2ec.templates import domain_templates
+
+    config = ExportConfig(
+        base_model=base, catalog=data, templates=domain_templates(domain), domain=domain, out=out, progress=False
+    )
+    for key, value in extra.items():
+        setattr(config, key, value)
+    return run_export(config)
+
+
 class ServerThread:
     """The real app under a real uvicorn server on a loopback port, in a background thread."""
 

@@ -9,12 +9,11 @@ import torch
 
 from model_export.adapter import AdapterError, check_adapter
 from model_export.bundle import load_bundle
-from model_export.export import ExportConfig, run_export
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of
 from r2ec.prompts import item_text
-from r2ec.templates import domain_templates
 from tests.archs import AUTHORS_TARGETS, authors_adapter, build_tiny_arch
+from tests.helpers import export_tiny
 
 
 def test_adapter_merge_matches_peft(tmp_path, tiny_model_dir, dataset_dir, smollm_tokenizer, catalog):
@@ -38,17 +37,7 @@ def test_adapter_merge_matches_peft(tmp_path, tiny_model_dir, dataset_dir, smoll
     peft_model.save_pretrained(str(adapter_dir))
     assert (adapter_dir / "adapter_model.safetensors").is_file()
 
-    out = run_export(
-        ExportConfig(
-            base_model=tiny_model_dir,
-            adapter=adapter_dir,
-            catalog=dataset_dir,
-            templates=domain_templates("movies"),
-            domain="movies",
-            out=tmp_path / "b",
-            progress=False,
-        )
-    )
+    out = export_tiny(tiny_model_dir, dataset_dir, tmp_path / "b", adapter=adapter_dir)
     bundle = load_bundle(out)
     templates = bundle.templates
     renderer = ChatRenderer(smollm_tokenizer, templates)
@@ -73,17 +62,7 @@ def arch_models(tmp_path_factory, catalog) -> dict[str, Path]:
 
 
 def _export(base: Path, adapter: Path, dataset_dir: Path, out: Path) -> Path:
-    return run_export(
-        ExportConfig(
-            base_model=base,
-            adapter=adapter,
-            catalog=dataset_dir,
-            templates=domain_templates("movies"),
-            domain="movies",
-            out=out,
-            progress=False,
-        )
-    )
+    return export_tiny(base, dataset_dir, out, adapter=adapter)
 
 
 def test_an_adapter_for_another_architecture_is_refused(arch_models, dataset_dir, tmp_path):

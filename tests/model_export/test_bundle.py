@@ -8,6 +8,7 @@ from model_export.bundle import BundleError, load_bundle
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of
 from r2ec.prompts import item_text
+from tests.helpers import export_tiny
 
 
 def test_export_load_roundtrip(tiny_bundle, tiny_model, smollm_tokenizer, catalog):
@@ -78,20 +79,9 @@ def test_mismatched_dims_are_refused_even_with_valid_checksums(bundle_copy):
 
 
 def test_existing_bundle_is_not_overwritten_without_force(tiny_bundle, tiny_model_dir, dataset_dir):
-    from model_export.export import ExportConfig, run_export
-    from r2ec.templates import domain_templates
 
     with pytest.raises(BundleError, match="already exists"):
-        run_export(
-            ExportConfig(
-                base_model=tiny_model_dir,
-                catalog=dataset_dir,
-                templates=domain_templates("movies"),
-                domain="movies",
-                out=tiny_bundle,
-                progress=False,
-            )
-        )
+        export_tiny(tiny_model_dir, dataset_dir, tiny_bundle)
     assert not [p for p in tiny_bundle.parent.iterdir() if ".staging-" in p.name]  # no half bundle left
 
 
@@ -136,21 +126,9 @@ def test_interrupted_export_resumes_from_saved_chunks(tmp_path, tiny_model_dir, 
 
 
 def test_ivf_export_reports_recall(tmp_path, tiny_model_dir, dataset_dir):
-    from model_export.export import ExportConfig, run_export
     from r2ec.index import IndexSpec
-    from r2ec.templates import domain_templates
 
-    out = run_export(
-        ExportConfig(
-            base_model=tiny_model_dir,
-            catalog=dataset_dir,
-            templates=domain_templates("movies"),
-            domain="movies",
-            out=tmp_path / "ivf",
-            index=IndexSpec(kind="ivf", nlist=4, nprobe=4),
-            progress=False,
-        )
-    )
+    out = export_tiny(tiny_model_dir, dataset_dir, tmp_path / "ivf", index=IndexSpec(kind="ivf", nlist=4, nprobe=4))
     b = load_bundle(out)
     assert b.index_spec.kind == "ivf"
     assert b.manifest["index"]["recall_at_10_vs_exact"] == pytest.approx(1.0)  # nprobe == nlist: exhaustive

@@ -18,10 +18,9 @@ import vllm  # noqa: F401  (a hard requirement: these parity checks must never s
 from model_export.bundle import load_bundle
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
-from model_export.export import ExportConfig, run_export
 from r2ec.engine.vllm_hook import CAPTURE_MODE
-from r2ec.templates import domain_templates
 from tests.archs import authors_adapter, build_tiny_arch
+from tests.helpers import export_tiny
 from tests.service.conftest import make_server
 
 pytestmark = pytest.mark.vllm
@@ -35,17 +34,7 @@ def arch_bundle(request, tmp_path_factory, catalog, dataset_dir) -> tuple[str, P
     root = tmp_path_factory.mktemp(f"arch-{arch}")
     base = build_tiny_arch(root / "base", catalog, arch)
     adapter = authors_adapter(base, root / "adapter")
-    out = run_export(
-        ExportConfig(
-            base_model=base,
-            adapter=adapter,
-            catalog=dataset_dir,
-            templates=domain_templates("movies"),
-            domain="movies",
-            out=root / "bundle",
-            progress=False,
-        )
-    )
+    out = export_tiny(base, dataset_dir, root / "bundle", adapter=adapter)
     return arch, out
 
 

@@ -6,24 +6,15 @@ import httpx
 import pytest
 
 from model_export.bundle import load_bundle
-from model_export.export import ExportConfig, run_export
-from r2ec.templates import AUTHORS_GENERATION, domain_templates
+from r2ec.templates import AUTHORS_GENERATION
+from tests.helpers import export_tiny
 from tests.service.conftest import make_server
 
 
 @pytest.fixture(scope="module")
 def authors_bundle(tmp_path_factory, tiny_model_dir, dataset_dir):
     out = tmp_path_factory.mktemp("authors") / "games"
-    return run_export(
-        ExportConfig(
-            base_model=tiny_model_dir,
-            catalog=dataset_dir,
-            templates=domain_templates("video_games"),
-            domain="video_games",
-            out=out,
-            progress=False,
-        )
-    )
+    return export_tiny(tiny_model_dir, dataset_dir, out, "video_games")
 
 
 def test_export_of_an_authors_domain_records_their_defaults(authors_bundle, tiny_bundle):
