@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 CHECKPOINT = "checkpoint"
+
+
+def trainable_model(
+    model_dir: Path, bf16: bool, out: Path, resume: bool, init_adapter: Path | None, fresh: Callable[[Any], Any]
+) -> tuple[Any, int, Any]:
+    """(tokenizer, pad id, PEFT model) to train: OUT/checkpoint's adapter when resuming, else ``init_adapter``
+    (a fresh optimiser either way but for the checkpoint's), else a new LoRA from ``fresh(base) -> LoraConfig``."""
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoTokenizer
+
+    from r2ec.encoder import pad_id_of
+    from r2ec.models import load_causal_lm
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    base = load_causal_lm(model_dir, "bfloat16" if bf16 else "float32", train=True)
+    ckpt = out / CHECKPOINT
+    if resume and (ckpt / "adapter_config.json").is_file():
+        model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
+    elif init_adapter is not None:
+        model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+    else:
+        model = get_peft_model(base, fresh(base))
+    return tokenizer, pad_id_of(tokenizer), model
 
 
 def save_adapter(model: Any, path: Path, config: dict[str, Any]) -> None:

@@ -29,12 +29,11 @@ from model_export.evidence import build_evidence
 from r2ec import logs
 from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer
-from r2ec.encoder import encode, pad_id_of, pad_right
+from r2ec.encoder import encode, pad_right
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
 from r2ec.exclusion import excluded_rows
 from r2ec.index import IndexSpec, build_index
-from r2ec.models import load_causal_lm
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.recommender import Recommender
@@ -48,7 +47,15 @@ from training.losses import (
     ppo_token_loss,
     recommendation_loss,
 )
-from training.persistence import append_metrics, finish_run, load_state, save_adapter, save_checkpoint, write_run_config
+from training.persistence import (
+    append_metrics,
+    finish_run,
+    load_state,
+    save_adapter,
+    save_checkpoint,
+    trainable_model,
+    write_run_config,
+)
 
 log = logs.get(__name__)
 
@@ -78,8 +85,7 @@ class RecPOTrainer:
         progress: bool = True,
         init_adapter: Path | None = None,
     ):
-        from peft import LoraConfig, PeftModel, get_peft_model
-        from transformers import AutoTokenizer
+        from peft import LoraConfig
 
         self.cfg = cfg
         self.out = out_dir
@@ -88,23 +94,21 @@ class RecPOTrainer:
         self.model_dir = model_dir
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.pad = pad_id_of(self.tokenizer)
-        base = load_causal_lm(model_dir, "bfloat16" if cfg.bf16 else "float32", train=True)
-        ckpt = out_dir / "checkpoint"
-        if resume and (ckpt / "adapter_config.json").is_file():
-            self.model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
-        elif init_adapter is not None:  # stage 2 from the stage-1 (sft) adapter
-            self.model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
-        else:
-            lora = LoraConfig(
+        # Stage 2 usually starts from the stage-1 (sft) adapter: ``init_adapter``.
+        self.tokenizer, self.pad, self.model = trainable_model(
+            model_dir,
+            cfg.bf16,
+            out_dir,
+            resume,
+            init_adapter,
+            lambda _base: LoraConfig(
                 r=cfg.lora_r,
                 lora_alpha=cfg.lora_alpha,
                 lora_dropout=cfg.lora_dropout,
                 target_modules=cfg.lora_targets,
                 task_type="CAUSAL_LM",
-            )
-            self.model = get_peft_model(base, lora)
+            ),
+        )
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()

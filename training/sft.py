@@ -32,14 +32,21 @@ from model_export.evaluate import select_samples
 from model_export.evidence import build_evidence
 from r2ec import logs
 from r2ec.chat import ChatRenderer
-from r2ec.encoder import encode, pad_id_of, pad_right
+from r2ec.encoder import encode, pad_right
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
-from r2ec.models import load_causal_lm
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
-from training.persistence import append_metrics, finish_run, load_state, save_adapter, save_checkpoint, write_run_config
+from training.persistence import (
+    append_metrics,
+    finish_run,
+    load_state,
+    save_adapter,
+    save_checkpoint,
+    trainable_model,
+    write_run_config,
+)
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -101,25 +108,16 @@ class SFTTrainer:
         progress: bool = True,
         init_adapter: Path | None = None,
     ):
-        from peft import LoraConfig, PeftModel, get_peft_model
-        from transformers import AutoTokenizer
+        from peft import LoraConfig
 
         self.cfg, self.out, self.templates, self.progress, self.model_dir = cfg, out_dir, templates, progress, model_dir
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.rng = random.Random(cfg.seed + 1)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.pad = pad_id_of(self.tokenizer)
-        base = load_causal_lm(model_dir, "bfloat16" if cfg.bf16 else "float32", train=True)
-        ckpt = out_dir / "checkpoint"
-        if resume and (ckpt / "adapter_config.json").is_file():
-            self.model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)
-        elif init_adapter is not None:  # continue from an earlier run's adapter, with a fresh optimiser
-            self.model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
-        else:
-            layers = int(base.config.num_hidden_layers)
-            top = cfg.lora_top_layers
-            lora = LoraConfig(
+
+        def fresh(base: Any) -> Any:
+            layers, top = int(base.config.num_hidden_layers), cfg.lora_top_layers
+            return LoraConfig(
                 r=cfg.lora_r,
                 lora_alpha=cfg.lora_alpha,
                 lora_dropout=cfg.lora_dropout,
@@ -127,7 +125,11 @@ class SFTTrainer:
                 layers_to_transform=list(range(layers - top, layers)) if 0 < top < layers else None,
                 task_type="CAUSAL_LM",
             )
-            self.model = get_peft_model(base, lora)
+
+        # ``init_adapter`` continues from an earlier run's adapter with a fresh optimiser.
+        self.tokenizer, self.pad, self.model = trainable_model(
+            model_dir, cfg.bf16, out_dir, resume, init_adapter, fresh
+        )
         self.renderer = ChatRenderer(self.tokenizer, templates)
         data = Dataset.load(data_dir)
         self.catalog = data.catalog
