@@ -39,6 +39,7 @@ from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
 from r2ec.templates import PromptTemplates
+from training import persistence
 from training.config import RecPOConfig
 from training.losses import (
     best_trajectory_mask,
@@ -46,15 +47,6 @@ from training.losses import (
     group_advantages,
     ppo_token_loss,
     recommendation_loss,
-)
-from training.persistence import (
-    append_metrics,
-    finish_run,
-    load_state,
-    save_adapter,
-    save_checkpoint,
-    trainable_model,
-    write_run_config,
 )
 
 log = logs.get(__name__)
@@ -95,7 +87,7 @@ class RecPOTrainer:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         # Stage 2 usually starts from the stage-1 (sft) adapter: ``init_adapter``.
-        self.tokenizer, self.pad, self.model = trainable_model(
+        self.tokenizer, self.pad, self.model = persistence.trainable_model(
             model_dir,
             cfg.bf16,
             out_dir,
@@ -128,7 +120,7 @@ class RecPOTrainer:
         self.stale = 0
         self.history: list[dict[str, Any]] = []
         self.item_vectors: np.ndarray | None = None
-        state = load_state(out_dir, self.optimizer) if resume else None
+        state = persistence.load_state(out_dir, self.optimizer) if resume else None
         if state is not None:
             self.step, self.best, self.stale = state["step"], state["best"], state["stale"]
             log.info("resumed", extra={"step": self.step, "best": self.best})
@@ -309,10 +301,10 @@ class RecPOTrainer:
 
     # -- persistence -----------------------------------------------------------------------------------------------
     def save_adapter(self, path: Path) -> None:
-        save_adapter(self.model, path, self.cfg.to_dict())
+        persistence.save_adapter(self.model, path, self.cfg.to_dict())
 
     def checkpoint(self) -> None:
-        save_checkpoint(
+        persistence.save_checkpoint(
             self.model,
             self.optimizer,
             self.out,
@@ -322,13 +314,13 @@ class RecPOTrainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        append_metrics(self.out, record)
+        persistence.append_metrics(self.out, record)
         log.info("train", extra=record)
 
     # -- loop ------------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
-        write_run_config(
+        persistence.write_run_config(
             self.out, {**cfg.to_dict(), "base_model": str(self.model_dir), "templates": self.templates.to_dict()}
         )
         started = time.monotonic()
@@ -374,4 +366,6 @@ class RecPOTrainer:
         bar.close()
         self.checkpoint()
         asyncio.run(self.engine.close())
-        return finish_run(self.out, self.step, self.best, stop_reason, time.monotonic() - started, stage="recpo")
+        return persistence.finish_run(
+            self.out, self.step, self.best, stop_reason, time.monotonic() - started, stage="recpo"
+        )

@@ -38,15 +38,7 @@ from r2ec.metrics import summarize
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
-from training.persistence import (
-    append_metrics,
-    finish_run,
-    load_state,
-    save_adapter,
-    save_checkpoint,
-    trainable_model,
-    write_run_config,
-)
+from training import persistence
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -127,7 +119,7 @@ class SFTTrainer:
             )
 
         # ``init_adapter`` continues from an earlier run's adapter with a fresh optimiser.
-        self.tokenizer, self.pad, self.model = trainable_model(
+        self.tokenizer, self.pad, self.model = persistence.trainable_model(
             model_dir, cfg.bf16, out_dir, resume, init_adapter, fresh
         )
         self.renderer = ChatRenderer(self.tokenizer, templates)
@@ -141,7 +133,7 @@ class SFTTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.best = 0, -1.0
         self.bank: torch.Tensor | None = None
-        state = load_state(out_dir, self.optimizer) if resume else None
+        state = persistence.load_state(out_dir, self.optimizer) if resume else None
         if state is not None:
             self.step, self.best = state["step"], state["best"]
             log.info("resumed", extra={"step": self.step, "best": self.best})
@@ -331,10 +323,10 @@ class SFTTrainer:
 
     # -- persistence -----------------------------------------------------------------------------------------------
     def save_adapter(self, path: Path) -> None:
-        save_adapter(self.model, path, {"stage": "sft", **self.cfg.to_dict()})
+        persistence.save_adapter(self.model, path, {"stage": "sft", **self.cfg.to_dict()})
 
     def checkpoint(self) -> None:
-        save_checkpoint(
+        persistence.save_checkpoint(
             self.model,
             self.optimizer,
             self.out,
@@ -343,12 +335,12 @@ class SFTTrainer:
         )
 
     def _log(self, record: dict[str, Any]) -> None:
-        append_metrics(self.out, record)
+        persistence.append_metrics(self.out, record)
         log.info("sft", extra=record)
 
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
-        write_run_config(
+        persistence.write_run_config(
             self.out,
             {
                 "stage": "sft",
@@ -389,4 +381,4 @@ class SFTTrainer:
         self.checkpoint()
         if not (self.out / "adapter").exists():
             self.save_adapter(self.out / "adapter")
-        return finish_run(self.out, self.step, self.best, stop, time.monotonic() - started, stage="sft")
+        return persistence.finish_run(self.out, self.step, self.best, stop, time.monotonic() - started, stage="sft")
