@@ -7,7 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
-from loadtests.bench import dist, render_markdown
+from loadtests.bench_harness import dist
+from loadtests.bench_report import render_markdown
 
 
 def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
@@ -65,7 +66,7 @@ def test_markdown_renders_partial_results():
 
 
 def test_an_empty_scenario_is_a_problem_not_a_result():
-    from loadtests.bench import problems
+    from loadtests.bench_report import problems
 
     ok = {"requests": 4, "rps": 0.5, "p50_ms": 10.0}
     result = {
@@ -84,7 +85,8 @@ def test_results_are_strict_json_without_machine_paths(tmp_path):
     import json
     from pathlib import Path
 
-    from loadtests.bench import ROOT, finite, public_path, save
+    from loadtests.bench_harness import ROOT
+    from loadtests.bench_report import finite, public_path, save
 
     save(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None]}
