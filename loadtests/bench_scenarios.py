@@ -11,7 +11,7 @@ import numpy as np
 
 from loadtests.bench_harness import BenchConfig, dist, histories, locust, start_server
 from model_export.bundle import Bundle
-from r2ec.engine.base import Engine, GenerationOptions
+from r2ec.engine.base import Engine, GenerationOptions, StageTimes
 from r2ec.engine.factory import EngineSettings, build_engine
 from r2ec.index import IndexKind, IndexSpec, build_index, faiss_gpus, place_index, recall_at
 from r2ec.prompts import user_prompt
@@ -52,7 +52,7 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
                 else:
                     t = time.perf_counter()
                     gen = await engine.generate(prompt, options, f"c{i}")
-                    await rec.vector_for(message, gen.text, f"c{i}", {})
+                    await rec.vector_for(message, gen.text, f"c{i}", StageTimes())
                     gen_capture.append(time.perf_counter() - t)
             # The authors' way: generation, then a second full forward of prompt + reasoning in transformers.
             t = time.perf_counter()

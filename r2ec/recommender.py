@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from r2ec.bundle import Bundle
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.chat import ChatRenderer
-from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions
+from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions, StageTimes
 from r2ec.evidence import CoInteractions
 from r2ec.exclusion import Mask, excluded_rows
 from r2ec.prompts import history_window, user_prompt
@@ -29,7 +29,7 @@ class UserVector:
     vector: np.ndarray  # normalised
     reasoning: str | None  # None in reasoning-free mode
     generation: Generation | None
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: StageTimes = field(default_factory=StageTimes)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Recommender:
         ``message`` is ``prompt_for(history, now)`` when the caller has rendered it already.
         """
         message = self.prompt_for(history, now) if message is None else message
-        timings: dict[str, float] = {}
+        timings = StageTimes()
         generation: Generation | None = None
         text = ""
         if reasoning:
@@ -92,7 +92,7 @@ class Recommender:
                     yield event
             assert generation is not None
             text = generation.text
-            timings.update(generation.timings)
+            timings = replace(generation.timings)
         vector = await self.vector_for(message, text, request_id, timings)
         yield UserVector(vector, text if reasoning else None, generation, timings)
 
@@ -109,12 +109,12 @@ class Recommender:
                 return event
         raise RuntimeError("pipeline ended without a user vector")
 
-    async def vector_for(self, message: str, reasoning: str, request_id: str, timings: dict[str, float]) -> np.ndarray:
+    async def vector_for(self, message: str, reasoning: str, request_id: str, timings: StageTimes) -> np.ndarray:
         """Vector of prompt + reasoning + ``<answer>`` (re-tokenised from text, as the reference does)."""
         started = time.perf_counter()
         ids = self.renderer.user_sequence_ids(message, reasoning)
         vector = (await self.engine.encode([ids], request_id))[0]
-        timings["capture_s"] = time.perf_counter() - started
+        timings.capture_s = time.perf_counter() - started
         return vector
 
     # -- ranking ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from r2ec import logs
 from r2ec.catalog import Catalog, Event
-from r2ec.engine.base import Delta, GenerationOptions
+from r2ec.engine.base import Delta, GenerationOptions, StageTimes
 from r2ec.prompts import history_window
 from r2ec.recommender import Recommender, UserVector
 from service.cache import CachedResult
@@ -181,7 +181,7 @@ class RecommendService:
         prep = await self.prepare(req, tenant)
         rec = self.recommender
         hit = await self.lookup(prep)
-        timings: dict[str, float] = {}
+        timings = StageTimes()
         if hit is not None:
             vector, reasoning, tokens, finish = hit.vector, hit.reasoning, hit.tokens, hit.finish_reason
             if reasoning:
@@ -216,9 +216,10 @@ class RecommendService:
         )
         search_s = time.perf_counter() - search_started
         m = self.state.metrics
-        for stage, key in (("queue", "queue_s"), ("generation", "generation_s"), ("capture", "capture_s")):
-            if key in timings:
-                m.stage.labels(stage).observe(timings[key])
+        for stage in StageTimes.STAGES:
+            seconds = timings.seconds(stage)
+            if seconds is not None:
+                m.stage.labels(stage).observe(seconds)
         m.stage.labels("search").observe(search_s)
         assert self.state.bundle is not None
         yield RecommendResponse(
@@ -243,9 +244,9 @@ class RecommendService:
             history_used=len(prep.window),
             timings=Timings(
                 total_ms=(time.perf_counter() - started) * 1000,
-                queue_ms=timings.get("queue_s", 0.0) * 1000,
-                generation_ms=timings.get("generation_s", 0.0) * 1000,
-                capture_ms=timings.get("capture_s", 0.0) * 1000,
+                queue_ms=(timings.queue_s or 0.0) * 1000,
+                generation_ms=(timings.generation_s or 0.0) * 1000,
+                capture_ms=(timings.capture_s or 0.0) * 1000,
                 search_ms=search_s * 1000,
             ),
         )

@@ -52,17 +52,28 @@ class GenerationOptions:
 
 
 @dataclass
+class StageTimes:
+    """Seconds one request spent per pipeline stage; None where the stage did not run (a cache hit, no reasoning)."""
+
+    queue_s: float | None = None
+    generation_s: float | None = None
+    capture_s: float | None = None
+
+    STAGES = ("queue", "generation", "capture")
+
+    def seconds(self, stage: str) -> float | None:
+        value: float | None = getattr(self, f"{stage}_s")
+        return value
+
+
+@dataclass
 class Generation:
     """Finished reasoning: the text before ``<answer>``, the number of generated tokens, how it ended."""
 
     text: str
     num_tokens: int
     finish_reason: str  # "answer" | "length" | "eos" | "aborted"
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def stopped_at_answer(self) -> bool:
-        return self.finish_reason == "answer"
+    timings: StageTimes = field(default_factory=StageTimes)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from r2ec.engine.base import (
     Generation,
     GenerationEvent,
     GenerationOptions,
+    StageTimes,
 )
 from r2ec.engine.reasoning import ReasoningStream
 from r2ec.engine.sampling import choose_token
@@ -340,6 +341,6 @@ class TransformersEngine(Engine):
         if rest:
             row.job.emit(Delta(rest))
         now = time.perf_counter()
-        timings = {"queue_s": started - row.job.enqueued, "generation_s": now - started}
+        timings = StageTimes(queue_s=started - row.job.enqueued, generation_s=now - started)
         with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
             row.job.emit(Generation(reasoning, len(row.generated), row.reason, timings))

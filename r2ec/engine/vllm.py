@@ -27,6 +27,7 @@ from r2ec.engine.base import (
     Generation,
     GenerationEvent,
     GenerationOptions,
+    StageTimes,
 )
 from r2ec.engine.reasoning import ReasoningStream
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX
@@ -194,7 +195,7 @@ class VLLMEngine(Engine):
             if rest:
                 yield Delta(rest)
             total = loop.time() - started
-            yield Generation(reasoning, len(completion.token_ids), reason, {"queue_s": 0.0, "generation_s": total})
+            yield Generation(reasoning, len(completion.token_ids), reason, StageTimes(queue_s=0.0, generation_s=total))
         finally:
             self._inflight -= 1
 
