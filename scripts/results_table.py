@@ -17,13 +17,15 @@ def label(path: Path, data: dict) -> str:
         return data["method"]
     c = data["config"]
     mode = "reasoning" if c["reasoning"] else "no reasoning"
-    return f"{c['bundle']} ({mode})"
+    return f"{c['bundle']} {c.get('bundle_version', '')[:8]} ({mode})"
 
 
 def main(paths: list[str]) -> None:
     rows = []
     for p in map(Path, paths):
         data = json.loads(p.read_text())
+        if "metrics" not in data:  # results/ also holds the benchmark and fault records
+            continue
         c = data["config"]
         seconds = data.get("seconds") or data.get("timing", {}).get("seconds")
         m = data["metrics"]
