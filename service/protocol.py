@@ -115,7 +115,13 @@ class RankedItem(BaseModel):
     year: str = ""
     genres: list[str] = Field(default_factory=list)
     score: float = Field(..., description="Cosine similarity of user and item vectors.")
-    probability: float = Field(..., description="softmax(cos / tau) over every rankable item.")
+    probability: float = Field(
+        ...,
+        description=(
+            "softmax(cos / tau) over every rankable item (exact index; a searched index, approximate or on a GPU, "
+            "normalises over its best 1,024)."
+        ),
+    )
 
 
 class Timings(BaseModel):

@@ -59,3 +59,22 @@ def test_flat_product_path_equals_the_faiss_search(vectors):
         fast.rank(vectors[0], 400, list(range(295))).rows.tolist() == list(range(295, 300))
         or len(fast.rank(vectors[0], 400, list(range(295))).rows) == 5
     )
+
+
+def test_searched_indexes_normalise_over_their_own_pool_within_a_bound():
+    """Beyond NORMALISER_POOL items the softmax mass at tau 0.02 is negligible: a searched index's probabilities
+    (no catalog product) match the exact ones on a catalog four times the pool."""
+    from r2ec.scoring import NORMALISER_POOL
+
+    rng = np.random.default_rng(3)
+    big = l2_normalize(rng.normal(size=(4 * NORMALISER_POOL, 64)))
+    index = build_index(big, IndexSpec())
+    exact = Ranker(big, index, tau=0.02)
+    searched = Ranker(big, index, tau=0.02)
+    searched.exact_by_product = False  # the path IVF, HNSW and GPU indexes take
+    for _ in range(10):
+        q = rng.normal(size=64)
+        a, b = exact.rank(q, 10, [1, 2, 3]), searched.rank(q, 10, [1, 2, 3])
+        assert a.rows.tolist() == b.rows.tolist()
+        np.testing.assert_allclose(b.probabilities, a.probabilities, rtol=1e-3)
+        assert np.all(b.probabilities >= a.probabilities)  # a smaller normaliser never lowers a probability
