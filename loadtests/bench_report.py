@@ -16,6 +16,18 @@ def _ms(d: dict[str, Any], key: str = "p50_ms") -> str:
     return "-" if v is None else f"{v:,.1f}"
 
 
+def _load_row(label: str, row: dict[str, Any], rps_digits: int, *extra: str) -> str:
+    """One table row of a load level: requests, failures, req/s, [extra columns], p50 / p95 / p99."""
+    cells = [
+        label,
+        f"{row.get('requests', 0):.0f}",
+        f"{row.get('failures', 0):.0f}",
+        f"{row.get('rps', 0):.{rps_digits}f}",
+    ]
+    cells += [*extra, _ms(row), _ms(row, "p95_ms"), _ms(row, "p99_ms")]
+    return "| " + " | ".join(cells) + " |"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -83,10 +95,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                 "|---|---|---|---|---|---|---|---|",
             ]
             for c, row in sc["levels"].items():
-                lines.append(
-                    f"| {c} | {row.get('requests', 0):.0f} | {row.get('failures', 0):.0f} | {row.get('rps', 0):.3f} | "
-                    f"{row.get('speedup_vs_1', 0):.2f}x | {_ms(row)} | {_ms(row, 'p95_ms')} | {_ms(row, 'p99_ms')} |"
-                )
+                lines.append(_load_row(c, row, 3, f"{row.get('speedup_vs_1', 0):.2f}x"))
             lines.append("")
     if "hot" in s:
         h = s["hot"]
@@ -100,11 +109,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for name in ("cache_hit", "reasoning_free"):
-            row = h[name]
-            lines.append(
-                f"| {name.replace('_', '-')} | {row.get('requests', 0):.0f} | {row.get('failures', 0):.0f} | "
-                f"{row.get('rps', 0):.2f} | {_ms(row)} | {_ms(row, 'p95_ms')} | {_ms(row, 'p99_ms')} |"
-            )
+            lines.append(_load_row(name.replace("_", "-"), h[name], 2))
         lines.append("")
     if "catalog" in s:
         cat = s["catalog"]
