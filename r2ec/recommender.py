@@ -19,6 +19,7 @@ from r2ec.chat import ChatRenderer
 from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions, StageTimes
 from r2ec.evidence import CoInteractions
 from r2ec.exclusion import Mask, excluded_rows
+from r2ec.pooling import l2_normalize
 from r2ec.prompts import history_window, user_prompt
 from r2ec.scoring import Ranked, Ranker
 from r2ec.templates import PromptTemplates
@@ -55,6 +56,7 @@ class Recommender:
         self.templates = templates
         self.ranker = ranker
         self.renderer = ChatRenderer(tokenizer, templates)
+        self.reused_states = 0  # user vectors taken from the generation's own last forward (no capture pass)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, engine: Engine) -> Recommender:
@@ -83,6 +85,7 @@ class Recommender:
         timings = StageTimes()
         generation: Generation | None = None
         text = ""
+        prompt_ids: list[int] = []
         if reasoning:
             prompt_ids = self.renderer.generation_prompt_ids(message)
             async for event in self.engine.stream(prompt_ids, options, request_id):
@@ -93,7 +96,7 @@ class Recommender:
             assert generation is not None
             text = generation.text
             timings = replace(generation.timings)
-        vector = await self.vector_for(message, text, request_id, timings)
+        vector = await self.vector_for(message, text, request_id, timings, prompt_ids, generation)
         yield UserVector(vector, text if reasoning else None, generation, timings)
 
     async def user_vector(
@@ -109,10 +112,31 @@ class Recommender:
                 return event
         raise RuntimeError("pipeline ended without a user vector")
 
-    async def vector_for(self, message: str, reasoning: str, request_id: str, timings: StageTimes) -> np.ndarray:
-        """Vector of prompt + reasoning + ``<answer>`` (re-tokenised from text, as the reference does)."""
+    async def vector_for(
+        self,
+        message: str,
+        reasoning: str,
+        request_id: str,
+        timings: StageTimes,
+        prompt_ids: Sequence[int] = (),
+        generation: Generation | None = None,
+    ) -> np.ndarray:
+        """Vector of prompt + reasoning + ``<answer>`` (re-tokenised from text, as the reference does).
+
+        When the engine already ran exactly that sequence (the generation's ids re-tokenise to themselves and
+        ended at ``<answer>``), its final state is the vector: the same forward, so no second one.
+        """
         started = time.perf_counter()
         ids = self.renderer.user_sequence_ids(message, reasoning)
+        if (
+            generation is not None
+            and generation.final_state is not None
+            and ids == [*prompt_ids, *generation.token_ids]
+        ):
+            vector = l2_normalize(np.asarray(generation.final_state, dtype=np.float32).reshape(1, -1))[0]
+            timings.capture_s = time.perf_counter() - started
+            self.reused_states += 1
+            return vector
         vector = (await self.engine.encode([ids], request_id))[0]
         timings.capture_s = time.perf_counter() - started
         return vector

@@ -74,6 +74,11 @@ class Generation:
     num_tokens: int
     finish_reason: str  # "answer" | "length" | "eos" | "aborted"
     timings: StageTimes = field(default_factory=StageTimes)
+    # An engine that ran its last generated token through the model (the transformers backend does, on the
+    # generation's own KV cache) hands over the generated ids and the post-norm hidden state there: the user
+    # vector when prompt + these ids are exactly the re-tokenised user sequence, with no second forward.
+    token_ids: list[int] = field(default_factory=list)
+    final_state: Any = None  # np.ndarray (hidden,) or None
 
 
 @dataclass(frozen=True)

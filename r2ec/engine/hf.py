@@ -82,6 +82,8 @@ class _Row:
     reason: str = ""
     text: str = ""
     error: BaseException | None = None
+    finished: bool = False  # its Generation was emitted
+    final_state: np.ndarray | None = None
 
 
 class TransformersEngine(Engine):
@@ -275,6 +277,9 @@ class TransformersEngine(Engine):
             max_steps = max(j.options.max_tokens for j in jobs)
             for _ in range(max_steps):
                 next_ids = []
+                # Rows that end at <answer> in this step: the forward below feeds their last token anyway, and
+                # its post-norm state at that token is their user vector (when it re-tokenises to itself).
+                capture: list[int] = []
                 for r, row in enumerate(rows):
                     if row.done:
                         next_ids.append(self.pad_id)
@@ -294,7 +299,15 @@ class TransformersEngine(Engine):
                     self.generated_tokens += 1
                     next_ids.append(token)
                     self._advance(row, token)
-                if all(row.done for row in rows):
+                    if row.done:
+                        if row.reason == "answer":
+                            capture.append(r)
+                        else:
+                            self._finish(row, started)  # a finished request never waits for its batch
+                for r, row in enumerate(rows):  # aborted rows end here too
+                    if row.done and not row.finished and row.error is None and r not in capture:
+                        self._finish(row, started)
+                if all(row.done for row in rows) and not capture:
                     break
                 self._drain_encodes()
                 step_positions = step_positions + 1
@@ -305,13 +318,19 @@ class TransformersEngine(Engine):
                     position_ids=step_positions,
                     past_key_values=past,
                     use_cache=True,
+                    output_hidden_states=bool(capture),
                 )
                 past = out.past_key_values
                 logits = out.logits[:, -1, :]
+                for r in capture:
+                    rows[r].final_state = out.hidden_states[-1][r, -1].float().cpu().numpy()
+                    self._finish(rows[r], started)
+                if all(row.done for row in rows):
+                    break
             for row in rows:
                 if not row.done:
                     row.done, row.reason = True, "length"
-                if row.error is None:
+                if row.error is None and not row.finished:
                     self._finish(row, started)
         except Exception as exc:
             for row in rows:
@@ -337,10 +356,13 @@ class TransformersEngine(Engine):
             row.done, row.reason = True, "length"
 
     def _finish(self, row: _Row, started: float) -> None:
+        row.finished = True
         reasoning, rest, _ = row.stream.finish(row.text)
         if rest:
             row.job.emit(Delta(rest))
         now = time.perf_counter()
         timings = StageTimes(queue_s=started - row.job.enqueued, generation_s=now - started)
         with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
-            row.job.emit(Generation(reasoning, len(row.generated), row.reason, timings))
+            row.job.emit(
+                Generation(reasoning, len(row.generated), row.reason, timings, list(row.generated), row.final_state)
+            )

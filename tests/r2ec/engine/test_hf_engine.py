@@ -82,3 +82,78 @@ async def test_closing_the_stream_aborts_generation(engine, smollm_tokenizer):
 async def test_fixed_length_generates_exactly_max_tokens(engine, smollm_tokenizer):
     gen = await engine.generate(_prompt(smollm_tokenizer, "x"), GenerationOptions(max_tokens=7, fixed_length=True), "f")
     assert gen.num_tokens == 7 and gen.finish_reason == "length"
+
+
+async def _marker_engine(tiny_model_dir, tok, tiny_model, ids, at: slice = slice(4, 6)):
+    """An engine whose stop text is what the random model writes at tokens ``at``: it ends 'at <answer>'."""
+    probe = TransformersEngine(tiny_model_dir, tok, model=tiny_model)
+    await probe.start()
+    try:
+        free = await probe.generate(ids, GenerationOptions(max_tokens=10), "probe")
+    finally:
+        await probe.close()
+    marker = tok.decode(free.token_ids[at])
+    assert marker and marker in free.text
+    eng = TransformersEngine(tiny_model_dir, tok, model=tiny_model, max_batch=4, batch_wait_s=0.05, answer=marker)
+    await eng.start()
+    return eng, marker
+
+
+async def test_the_vector_at_answer_is_the_generation_forward_of_its_last_token(
+    tiny_model_dir, smollm_tokenizer, tiny_model
+):
+    """No second pass: the state the batch's next forward computes at the finishing token is the user vector."""
+    ids = _prompt(smollm_tokenizer, "recommend me a movie")
+    eng, _ = await _marker_engine(tiny_model_dir, smollm_tokenizer, tiny_model, ids)
+    other = _prompt(smollm_tokenizer, "a much longer prompt about films and the people who watch them")
+    try:
+        # Batched with a longer, left-padded prompt that does not stop early.
+        gen, _ = await asyncio.gather(
+            eng.generate(ids, GenerationOptions(max_tokens=20), "a"),
+            eng.generate(other, GenerationOptions(max_tokens=20, fixed_length=True), "b"),
+        )
+    finally:
+        await eng.close()
+    assert gen.finish_reason == "answer" and gen.final_state is not None
+    want = encode(tiny_model, [ids + gen.token_ids], pad_id_of(smollm_tokenizer))[0]
+    got = gen.final_state / np.linalg.norm(gen.final_state)
+    assert float(got @ want) >= 0.999999
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+async def test_the_recommender_reuses_that_state_only_for_the_exact_user_sequence(
+    tiny_model_dir, smollm_tokenizer, tiny_model, catalog
+):
+    from r2ec.catalog import Event
+    from r2ec.chat import ChatRenderer
+    from r2ec.index import IndexSpec, build_index
+    from r2ec.recommender import Recommender
+    from r2ec.scoring import Ranker
+    from r2ec.templates import domain_templates
+
+    vectors = np.eye(len(catalog), 128, dtype=np.float32)
+    ranker = Ranker(vectors, build_index(vectors, IndexSpec()))
+    history, now = [Event(catalog.items[0].item_id, 1_600_000_000.0, 5.0)], 1_600_000_060.0
+    base = domain_templates("movies")
+    message = Recommender(None, catalog, base, ranker, smollm_tokenizer).prompt_for(history, now)  # type: ignore[arg-type]
+    prompt_ids = ChatRenderer(smollm_tokenizer, base).generation_prompt_ids(message)
+    # Stopping at the first token: a random model's longer outputs rarely re-tokenise to themselves (a trained
+    # model's usually do); one token does, so this exercises the reuse, and the budget case below the fallback.
+    eng, marker = await _marker_engine(tiny_model_dir, smollm_tokenizer, tiny_model, prompt_ids, slice(0, 1))
+    templates = base.with_overrides(answer=marker)
+    try:
+        rec = Recommender(eng, catalog, templates, ranker, smollm_tokenizer)
+        uv = await rec.user_vector(history, now, GenerationOptions(max_tokens=20), "u", True)
+        assert uv.generation is not None and uv.generation.finish_reason == "answer"
+        seq = ChatRenderer(smollm_tokenizer, templates).user_sequence_ids(message, uv.reasoning or "")
+        assert seq == prompt_ids + uv.generation.token_ids  # the generated ids re-tokenise to themselves here
+        assert rec.reused_states == 1  # so the generation's own state was the vector, no capture pass
+        np.testing.assert_allclose(uv.vector, encode(tiny_model, [seq], pad_id_of(smollm_tokenizer))[0], atol=1e-5)
+        # A budget that ends before the stop text: <answer> is appended, the sequence differs -> a real encode.
+        short = await rec.user_vector(history, now, GenerationOptions(max_tokens=1, fixed_length=True), "v", True)
+        assert short.generation is not None and short.generation.finish_reason == "length"
+        assert rec.reused_states == 1
+        seq = ChatRenderer(smollm_tokenizer, templates).user_sequence_ids(message, short.reasoning or "")
+        np.testing.assert_allclose(short.vector, encode(tiny_model, [seq], pad_id_of(smollm_tokenizer))[0], atol=1e-5)
+    finally:
+        await eng.close()
