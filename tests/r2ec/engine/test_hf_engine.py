@@ -157,3 +157,18 @@ async def test_the_recommender_reuses_that_state_only_for_the_exact_user_sequenc
         np.testing.assert_allclose(short.vector, encode(tiny_model, [seq], pad_id_of(smollm_tokenizer))[0], atol=1e-5)
     finally:
         await eng.close()
+
+
+async def test_a_finished_request_is_answered_before_its_batch_ends(tiny_model_dir, smollm_tokenizer, tiny_model):
+    ids = _prompt(smollm_tokenizer, "recommend me a movie")
+    eng, _ = await _marker_engine(tiny_model_dir, smollm_tokenizer, tiny_model, ids)
+    try:
+        long = asyncio.create_task(eng.generate(ids, GenerationOptions(max_tokens=48, fixed_length=True), "long"))
+        await asyncio.sleep(0)  # both in the same batch (batch_wait_s 0.05)
+        short = await eng.generate(ids, GenerationOptions(max_tokens=48), "short")
+        assert short.finish_reason == "answer" and short.num_tokens == 6
+        assert not long.done()  # answered while its neighbour still generates
+        assert (await long).num_tokens == 48
+        assert eng.stats()["batches"] == 1  # one batch: the short one did not run alone
+    finally:
+        await eng.close()
