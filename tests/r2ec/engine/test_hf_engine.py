@@ -167,8 +167,11 @@ async def test_a_finished_request_is_answered_before_its_batch_ends(tiny_model_d
         await asyncio.sleep(0)  # both in the same batch (batch_wait_s 0.05)
         short = await eng.generate(ids, GenerationOptions(max_tokens=48), "short")
         assert short.finish_reason == "answer" and short.num_tokens == 6
-        assert not long.done()  # answered while its neighbour still generates
-        assert (await long).num_tokens == 48
+        done = await long
+        assert done.num_tokens == 48
         assert eng.stats()["batches"] == 1  # one batch: the short one did not run alone
+        # Answered after its own 6 steps, not after its neighbour's 48 (before, both ended with the batch).
+        assert short.timings.generation_s is not None and done.timings.generation_s is not None
+        assert short.timings.generation_s < 0.5 * done.timings.generation_s
     finally:
         await eng.close()
