@@ -31,7 +31,7 @@ async def _open_recommender(bundle_path: Path, backend: str, dtype: str | None, 
     from r2ec.engine.factory import EngineSettings, build_engine
 
     bundle = load_bundle(bundle_path)
-    settings = EngineSettings(backend=backend, dtype=dtype or bundle.generation.dtype, max_batch=max_batch)  # type: ignore[arg-type]
+    settings = EngineSettings(backend=backend, dtype=dtype or bundle.generation.dtype, max_batch=max_batch)
     engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer)
     await engine.start()
     return bundle, engine, bundle.recommender(engine)

@@ -27,7 +27,7 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         bundle.model_dir,
         bundle.tokenizer,
         EngineSettings(
-            backend=cfg.capture_backend,  # type: ignore[arg-type]
+            backend=cfg.capture_backend,
             max_model_len=4096,
         ),
         bundle.templates.answer,

@@ -8,33 +8,26 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from r2ec.engine.factory import EngineFields
 
-class Settings(BaseSettings):
+
+class Settings(BaseSettings, EngineFields):
+    """The engine fields come from ``EngineFields`` (one definition); the service overrides two defaults."""
+
     model_config = SettingsConfigDict(env_prefix="R2EC_", extra="ignore")
 
     # what to serve
     bundle: Path | None = Field(None, description="Bundle directory; empty = the demo bundle (built on first use).")
     verify_bundle: bool = Field(True, description="Check every bundle checksum at start.")
-    # engine
-    backend: Literal["transformers", "vllm"] = Field("transformers", description="Inference backend.")
-    dtype: str | None = Field(
+    # engine (its other fields: EngineFields)
+    dtype: str | None = Field(  # type: ignore[assignment]  # None: the bundle's
         None, description="Model dtype: float32, bfloat16, float16; empty = the bundle's (generation.dtype)."
     )
-    device: str = Field("cpu", description="Device for the transformers backend (cpu, cuda).")
     threads: int | None = Field(None, description="Torch CPU threads (default: all cores).")
-    max_batch: int = Field(8, description="Max requests batched together (transformers) / max running seqs (vLLM).")
-    batch_wait_ms: float = Field(5.0, description="How long the transformers batcher waits for company.")
     max_queue: int = Field(64, description="Requests admitted beyond which /v1/recommend answers 429.")
-    max_model_len: int = Field(4096, description="vLLM context length.")
     index_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where the FAISS index lives: auto (a GPU if FAISS has one), cpu or gpu."
     )
-    vllm_capture: Literal["hook", "pooling"] = Field(
-        "hook", description="Hidden-state capture: worker hook or pooling engine."
-    )
-    vllm_gpu_memory_utilization: float = Field(0.85, description="vLLM GPU memory fraction.")
-    vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
-    vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
     # HTTP
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, description="Bind port.")
