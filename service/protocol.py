@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from r2ec.catalog import Event
+
 # Every number a client sends is checked here, in one place: finite (no NaN / Infinity), strictly typed (no "3"
 # for 3, no true for 1) and bounded. Unix times stop at the end of year 9999.
 MAX_UNIX_TIME = 253402300799.0
@@ -32,6 +34,14 @@ class HistoryEvent(BaseModel):
         strict=True,
         description="Unix seconds; the request time if absent. Ages in the prompt are measured to now.",
     )
+
+    def to_event(self, now: float) -> Event:
+        """The core's event; an event sent without a time happened ``now``."""
+        return Event(self.item_id, now if self.timestamp is None else float(self.timestamp), self.rating)
+
+    @classmethod
+    def of(cls, event: Event) -> HistoryEvent:
+        return cls(item_id=event.item_id, rating=event.rating, timestamp=event.timestamp)
 
 
 MIN_TEMPERATURE = 0.01

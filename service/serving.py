@@ -17,7 +17,7 @@ from r2ec.prompts import history_window
 from r2ec.recommender import Recommender, UserVector
 from service.cache import CachedResult
 from service.errors import ApiError, ErrorType
-from service.protocol import HistoryEvent, RankedItem, RecommendRequest, RecommendResponse, Timings
+from service.protocol import RankedItem, RecommendRequest, RecommendResponse, Timings
 from service.state import ServiceState
 from service.user_store import StoreUnavailable
 
@@ -29,10 +29,6 @@ def check_known(catalog: Catalog, ids: Iterable[str], field: str) -> None:
     for i, item_id in enumerate(ids):
         if item_id not in catalog:
             raise ApiError(ErrorType.VALIDATION, f"unknown item id {item_id!r}", field.format(i=i))
-
-
-def to_events(events: list[HistoryEvent], now: float) -> list[Event]:
-    return [Event(e.item_id, now if e.timestamp is None else float(e.timestamp), e.rating) for e in events]
 
 
 def result_key(
@@ -116,7 +112,7 @@ class RecommendService:
             if found is None and not req.history:
                 raise ApiError(ErrorType.NOT_FOUND, f"user {req.user_id!r} has no stored events", "user_id")
             stored = [e for e in (found or []) if e.item_id in rec.catalog]
-        history = stored + to_events(req.history, now)
+        history = stored + [e.to_event(now) for e in req.history]
         if not history:
             raise ApiError(ErrorType.VALIDATION, "give history events or a user_id with stored events", "history")
         history.sort(key=lambda e: e.timestamp)  # stable: equal times keep their order

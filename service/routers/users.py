@@ -10,7 +10,7 @@ from r2ec.catalog import Event
 from service.auth import require_api_key
 from service.errors import ApiError, ErrorType
 from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
-from service.serving import check_known, to_events
+from service.serving import check_known
 from service.state import get_state
 from service.user_store import UserStore
 
@@ -34,14 +34,14 @@ def _validated(request: Request, body: UserEvents) -> list[Event]:
         raise ApiError(ErrorType.VALIDATION, f"at most {state.settings.max_history} events", "events")
     now = time.time()
     check_known(catalog, (e.item_id for e in body.events), "events[{i}].item_id")
-    events = to_events(body.events, now)
+    events = [e.to_event(now) for e in body.events]
     return sorted(events, key=lambda e: e.timestamp)
 
 
 def _response(user_id: str, events: list[Event]) -> UserEventsResponse:
     return UserEventsResponse(
         user_id=user_id,
-        events=[HistoryEvent(item_id=e.item_id, rating=e.rating, timestamp=e.timestamp) for e in events],
+        events=[HistoryEvent.of(e) for e in events],
     )
 
 
