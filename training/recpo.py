@@ -21,14 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model_export.data.format import Dataset
 from model_export.data.splits import Sample
-from model_export.data.splits import split as make_split
-from model_export.evaluate import evaluate, select_samples
+from model_export.evaluate import evaluate
 from model_export.evidence import build_evidence
 from r2ec import logs
-from r2ec.catalog import Catalog
-from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_right
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
@@ -40,6 +36,7 @@ from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
 from r2ec.templates import PromptTemplates
 from training import persistence
+from training.base import TrainerBase
 from training.config import RecPOConfig
 from training.losses import (
     best_trajectory_mask,
@@ -65,7 +62,7 @@ class Trajectory:
     r_d: float = 0.0
 
 
-class RecPOTrainer:
+class RecPOTrainer(TrainerBase):
     def __init__(
         self,
         cfg: RecPOConfig,
@@ -79,51 +76,37 @@ class RecPOTrainer:
     ):
         from peft import LoraConfig
 
-        self.cfg = cfg
-        self.out = out_dir
-        self.templates = templates
-        self.progress = progress
-        self.model_dir = model_dir
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
         # Stage 2 usually starts from the stage-1 (sft) adapter: ``init_adapter``.
-        self.tokenizer, self.pad, self.model = persistence.trainable_model(
+        super().__init__(
+            cfg,
             model_dir,
-            cfg.bf16,
+            data_dir,
             out_dir,
-            resume,
-            init_adapter,
-            lambda _base: LoraConfig(
+            templates,
+            resume=resume,
+            progress=progress,
+            init_adapter=init_adapter,
+            fresh_lora=lambda _base: LoraConfig(
                 r=cfg.lora_r,
                 lora_alpha=cfg.lora_alpha,
                 lora_dropout=cfg.lora_dropout,
                 target_modules=cfg.lora_targets,
                 task_type="CAUSAL_LM",
             ),
+            valid_samples=cfg.eval_users,
         )
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()
-        self.renderer = ChatRenderer(self.tokenizer, templates)
-        data = Dataset.load(data_dir)
-        self.catalog: Catalog = data.catalog
-        self.splits = make_split(data.timelines(), cfg.protocol, templates.window_size)
         self.evidence = None
         if templates.evidence_candidates > 0:  # the prompts must be the ones serving shows
             self.evidence, _ = build_evidence(data_dir, self.catalog, cfg.protocol, templates.window_size)
-        self.train_samples = list(self.splits["train"])
-        self.valid_samples = select_samples(self.splits["valid"], cfg.eval_users, seed=cfg.seed)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.step = 0
-        self.best = -1.0
         self.stale = 0
         self.history: list[dict[str, Any]] = []
         self.item_vectors: np.ndarray | None = None
-        state = persistence.load_state(out_dir, self.optimizer) if resume else None
+        state = self.resume_state(resume)
         if state is not None:
-            self.step, self.best, self.stale = state["step"], state["best"], state["stale"]
-            log.info("resumed", extra={"step": self.step, "best": self.best})
+            self.stale = state["stale"]
         self.engine = TransformersEngine(model_dir, self.tokenizer, model=self.model, max_batch=64, batch_wait_s=0.02)
 
     # -- vectors -----------------------------------------------------------------------------------------------

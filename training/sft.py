@@ -25,13 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from model_export.data.format import Dataset
 from model_export.data.splits import Sample
-from model_export.data.splits import split as make_split
-from model_export.evaluate import select_samples
 from model_export.evidence import build_evidence
 from r2ec import logs
-from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_right
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
@@ -39,6 +35,7 @@ from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text, user_prompt
 from r2ec.templates import PromptTemplates
 from training import persistence
+from training.base import TrainerBase
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -88,7 +85,7 @@ class SFTConfig:
         return asdict(self)
 
 
-class SFTTrainer:
+class SFTTrainer(TrainerBase):
     def __init__(
         self,
         cfg: SFTConfig,
@@ -102,11 +99,6 @@ class SFTTrainer:
     ):
         from peft import LoraConfig
 
-        self.cfg, self.out, self.templates, self.progress, self.model_dir = cfg, out_dir, templates, progress, model_dir
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        self.rng = random.Random(cfg.seed + 1)
-
         def fresh(base: Any) -> Any:
             layers, top = int(base.config.num_hidden_layers), cfg.lora_top_layers
             return LoraConfig(
@@ -119,24 +111,22 @@ class SFTTrainer:
             )
 
         # ``init_adapter`` continues from an earlier run's adapter with a fresh optimiser.
-        self.tokenizer, self.pad, self.model = persistence.trainable_model(
-            model_dir, cfg.bf16, out_dir, resume, init_adapter, fresh
+        super().__init__(
+            cfg,
+            model_dir,
+            data_dir,
+            out_dir,
+            templates,
+            resume=resume,
+            progress=progress,
+            init_adapter=init_adapter,
+            fresh_lora=fresh,
+            valid_samples=cfg.eval_samples,
         )
-        self.renderer = ChatRenderer(self.tokenizer, templates)
-        data = Dataset.load(data_dir)
-        self.catalog = data.catalog
+        self.rng = random.Random(cfg.seed + 1)
         self.evidence, self.evidence_info = build_evidence(data_dir, self.catalog, cfg.protocol, templates.window_size)  # type: ignore[arg-type]
-        splits = make_split(data.timelines(), cfg.protocol, templates.window_size)  # type: ignore[arg-type]
-        self.train_samples = list(splits["train"])
-        self.valid_samples = select_samples(splits["valid"], cfg.eval_samples, seed=cfg.seed)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.step, self.best = 0, -1.0
         self.bank: torch.Tensor | None = None
-        state = persistence.load_state(out_dir, self.optimizer) if resume else None
-        if state is not None:
-            self.step, self.best = state["step"], state["best"]
-            log.info("resumed", extra={"step": self.step, "best": self.best})
+        self.resume_state(resume)
         self.item_rows = [r for r in range(len(self.catalog)) if self.evidence.neighbors[r, 0] >= 0]
         answer_ids = self.tokenizer(templates.answer, add_special_tokens=False)["input_ids"]
         self.answer_len = len(answer_ids)
