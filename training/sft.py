@@ -184,13 +184,7 @@ class SFTTrainer(TrainerBase):
         targets = [self.catalog.row_of[s.target.item_id] for s in samples]
         negatives = [r for r in self.rng.sample(range(len(self.catalog)), self.cfg.live_negatives) if r not in targets]
         live_rows = list(dict.fromkeys(targets + negatives))
-        iids, imask = pad_right(self.item_sequences(live_rows), self.pad, device)
-        live = F.normalize(
-            last_token_pool(
-                backbone(self.model)(input_ids=iids, attention_mask=imask).last_hidden_state, imask
-            ).float(),
-            dim=-1,
-        )
+        live, item_tokens = self.live_item_vectors(live_rows)
         # Two fair comparisons, never live against stale: (a) the user against the whole bank, the target's bank
         # vector included (trains the user side over every negative); (b) the user against the live vectors of
         # the targets and random negatives (trains the item tower too).
@@ -217,7 +211,7 @@ class SFTTrainer(TrainerBase):
             "rec_loss": float(rec_loss.detach()),
             "kd_loss": float(kd_loss.detach()),
             "rank": float(ranks.mean()),
-            "tokens": float(mask.sum() + imask.sum()),
+            "tokens": float(mask.sum()) + item_tokens,
         }
 
     def distillation(self, samples: Sequence[Sample], logits: torch.Tensor) -> torch.Tensor:
@@ -232,10 +226,21 @@ class SFTTrainer(TrainerBase):
                 continue
             rows = torch.tensor([c.row for c in found], device=logits.device)
             scores = torch.tensor([c.score for c in found], device=logits.device)
-            teacher = torch.softmax(scores / scores.max() / self.cfg.kd_temperature, dim=0)  # scale-free
-            student = torch.log_softmax(logits[i], dim=0)[rows]
-            terms.append(-(teacher * student).sum())
+            terms.append(self.soft_target_ce(torch.log_softmax(logits[i], dim=0), rows, scores))
         return torch.stack(terms).mean() if terms else torch.zeros((), device=logits.device)
+
+    def soft_target_ce(self, log_probs: torch.Tensor, rows: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``log_probs`` (over the catalog) against the teacher softmax of ``scores`` at ``rows``
+        (scale-free: scores over their max, at ``kd_temperature``)."""
+        teacher = torch.softmax(scores / scores.max() / self.cfg.kd_temperature, dim=0)
+        return -(teacher * log_probs[rows]).sum()
+
+    def live_item_vectors(self, rows: Sequence[int]) -> tuple[torch.Tensor, float]:
+        """Normalised item vectors of catalog ``rows`` with gradients (the item tower), and the tokens it ran."""
+        device = next(self.model.parameters()).device
+        ids, mask = pad_right(self.item_sequences(rows), self.pad, device)
+        hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
+        return F.normalize(last_token_pool(hidden, mask).float(), dim=-1), float(mask.sum())
 
     def item_step(self) -> dict[str, float]:
         """The item tower's collaborative loss on ``item_batch`` random items (backward included)."""
@@ -245,11 +250,7 @@ class SFTTrainer(TrainerBase):
         assert self.bank is not None
         device = next(self.model.parameters()).device
         rows = self.rng.sample(self.item_rows, min(cfg.item_batch, len(self.item_rows)))
-        ids, mask = pad_right(self.item_sequences(rows), self.pad, device)
-        vectors = F.normalize(
-            last_token_pool(backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state, mask).float(),
-            dim=-1,
-        )
+        vectors, tokens = self.live_item_vectors(rows)
         log_probs = torch.log_softmax(
             (vectors @ self.bank.to(device).T / cfg.tau).index_put(
                 (torch.arange(len(rows), device=device), torch.tensor(rows, device=device)),
@@ -262,11 +263,10 @@ class SFTTrainer(TrainerBase):
             keep = self.evidence.neighbors[r] >= 0
             nb = torch.from_numpy(self.evidence.neighbors[r][keep].astype(np.int64)).to(device)
             w = torch.from_numpy(self.evidence.weights[r][keep]).to(device)
-            teacher = torch.softmax(w / w.max() / cfg.kd_temperature, dim=0)
-            terms.append(-(teacher * log_probs[i, nb]).sum())
+            terms.append(self.soft_target_ce(log_probs[i], nb, w))
         loss = torch.stack(terms).mean()
         (cfg.item_weight * loss).backward()
-        return {"item_loss": float(loss.detach()), "tokens": float(mask.sum())}
+        return {"item_loss": float(loss.detach()), "tokens": tokens}
 
     def train_step(self, batch: Sequence[Sample]) -> dict[str, float]:
         started = time.perf_counter()
