@@ -134,10 +134,9 @@ class Recommender:
             and ids == [*prompt_ids, *generation.token_ids]
         ):
             vector = l2_normalize(np.asarray(generation.final_state, dtype=np.float32).reshape(1, -1))[0]
-            timings.capture_s = time.perf_counter() - started
             self.reused_states += 1
-            return vector
-        vector = (await self.engine.encode([ids], request_id))[0]
+        else:
+            vector = (await self.engine.encode([ids], request_id))[0]
         timings.capture_s = time.perf_counter() - started
         return vector
 

@@ -299,12 +299,10 @@ class TransformersEngine(Engine):
                     self.generated_tokens += 1
                     next_ids.append(token)
                     self._advance(row, token)
-                    if row.done:
-                        if row.reason == "answer":
-                            capture.append(r)
-                        else:
-                            self._finish(row, started)  # a finished request never waits for its batch
-                for r, row in enumerate(rows):  # aborted rows end here too
+                    if row.done and row.reason == "answer":
+                        capture.append(r)
+                # A finished request never waits for its batch: answered now (those at <answer> after the forward).
+                for r, row in enumerate(rows):
                     if row.done and not row.finished and row.error is None and r not in capture:
                         self._finish(row, started)
                 if all(row.done for row in rows) and not capture:
