@@ -54,15 +54,9 @@ def export(
         fail(f"unknown index {index!r} (flat, ivf or hnsw)")
     setup_logging()
     threads_for(threads)
-    from model_export.adapter import AdapterError, check_adapter
+    from model_export.adapter import AdapterError
     from model_export.export import ExportConfig, run_export
     from r2ec.index import IndexSpec
-
-    if adapter is not None:
-        try:  # weights are read only after this: a mismatched adapter costs a second, not a merge
-            check_adapter(base_model, adapter)
-        except AdapterError as exc:
-            fail(str(exc))
 
     tmpl = domain_templates(domain)
     if templates is not None:
@@ -76,24 +70,27 @@ def export(
         evidence, evidence_source = build_evidence(
             evidence_data, read_catalog(catalog), cast(Any, evidence_protocol), tmpl.window_size
         )
-    path = run_export(
-        ExportConfig(
-            base_model=base_model,
-            catalog=catalog,
-            templates=tmpl,
-            domain=domain,
-            out=out,
-            adapter=adapter,
-            index=spec,
-            encode_dtype=dtype,
-            device=device,
-            batch_size=batch_size,
-            tau=tau,
-            force=force,
-            evidence=evidence,
-            evidence_source=evidence_source,
+    try:  # run_export checks the adapter before reading any weight: a mismatch costs a second, not a merge
+        path = run_export(
+            ExportConfig(
+                base_model=base_model,
+                catalog=catalog,
+                templates=tmpl,
+                domain=domain,
+                out=out,
+                adapter=adapter,
+                index=spec,
+                encode_dtype=dtype,
+                device=device,
+                batch_size=batch_size,
+                tau=tau,
+                force=force,
+                evidence=evidence,
+                evidence_source=evidence_source,
+            )
         )
-    )
+    except AdapterError as exc:
+        fail(str(exc))
     typer.echo(f"bundle written to {path}")
 
 

@@ -146,12 +146,12 @@ def check_adapter(base: Path, adapter: Path) -> AdapterInfo:
     return AdapterInfo(rank, alpha, targets, len(tensors), config.get("base_model_name_or_path"))
 
 
-def merge_adapter(base: Path, adapter: Path, dst: Path) -> AdapterInfo:
-    """Check, apply a PEFT LoRA adapter to ``base`` and save the merged weights (and the tokenizer) to ``dst``."""
+def merge_adapter(base: Path, adapter: Path, dst: Path) -> None:
+    """Apply a PEFT LoRA adapter that ``check_adapter`` accepted to ``base``; save the merged weights (and the
+    tokenizer) to ``dst``."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    info = check_adapter(base, adapter)
     config = json.loads((base / "config.json").read_text())
     dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
     model = load_causal_lm(base, str(dtype))
@@ -162,4 +162,3 @@ def merge_adapter(base: Path, adapter: Path, dst: Path) -> AdapterInfo:
     for extra in ("generation_config.json",):
         if (base / extra).is_file() and not (dst / extra).is_file():
             shutil.copy2(base / extra, dst / extra)
-    return info
