@@ -115,9 +115,13 @@ def evaluate(
     typer.echo(json.dumps(summary, indent=2))
 
 
+# model_export.baselines.run.METHODS, spelt out so that a wrong name is refused before torch is imported
+BASELINES = ("mostpop", "itemknn", "transitions", "sasrec")
+
+
 @app.command("baseline")
 def baseline(
-    method: Annotated[str, typer.Argument(help="mostpop, itemknn or sasrec.")],
+    method: Annotated[str, typer.Argument(help="mostpop, itemknn, transitions (the evidence table alone) or sasrec.")],
     data: DataOption,
     protocol: ProtocolOption = "loo",
     split: SplitOption = "test",
@@ -129,12 +133,12 @@ def baseline(
         Path | None, typer.Option(help="JSON output (default: results/baseline-<every option>.json).")
     ] = None,
 ) -> None:
-    """MostPopular, ItemKNN or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
+    """MostPopular, ItemKNN, Transitions or SASRec on the same protocol, exclusion and metrics as r2ec evaluate."""
     need_dataset(data)
     if split not in ("valid", "test"):
         fail(f"unknown split {split!r} (valid or test)")
-    if method not in ("mostpop", "itemknn", "sasrec"):
-        fail("method must be one of mostpop, itemknn, sasrec")
+    if method not in BASELINES:
+        fail(f"method must be one of {', '.join(BASELINES)}")
     chosen_mask = mask_for(protocol, mask)
     setup_logging("warning")
     threads_for(None)

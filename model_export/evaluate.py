@@ -62,11 +62,14 @@ async def rank_of_target(
     mask: Mask = "window",
 ) -> SampleResult:
     started = time.perf_counter()
-    uv = await recommender.user_vector(sample.history, sample.now, options, f"eval-{uuid.uuid4().hex[:12]}", reasoning)
+    # The prompt's evidence leaves out what the ranking masks, as the service does for a request.
+    shown = sample.seen if mask == "seen" else ()
+    request_id = f"eval-{uuid.uuid4().hex[:12]}"
+    uv = await recommender.user_vector(sample.history, sample.now, options, request_id, reasoning, shown)
     ranked = recommender.rank_rows(uv.vector, sample.history, k, mask=mask, seen=sample.seen)
     target_row = recommender.catalog.row_of[sample.target.item_id]
     hits = [i for i, r in enumerate(ranked.rows.tolist()) if r == target_row]
-    copied, lines = copied_lines(uv.reasoning or "", recommender.prompt_for(sample.history, sample.now))
+    copied, lines = copied_lines(uv.reasoning or "", recommender.prompt_for(sample.history, sample.now, shown))
     return SampleResult(
         sample,
         hits[0] if hits else None,

@@ -37,7 +37,7 @@ from r2ec import logs
 from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer, template_identity
 from r2ec.encoder import encode, pad_id_of
-from r2ec.evidence import EVIDENCE_FILE, CoInteractions
+from r2ec.evidence import EVIDENCE_FILE, Transitions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
 from r2ec.models import load_causal_lm
 from r2ec.prompts import item_text
@@ -66,7 +66,7 @@ class ExportConfig:
     name: str | None = None
     progress: bool = True
     generation: GenerationDefaults | None = None  # serving defaults; None = the domain's (domain_generation)
-    evidence: CoInteractions | None = None  # co-interaction table for prompts whose templates enable evidence
+    evidence: Transitions | None = None  # co-interaction table for prompts whose templates enable evidence
     evidence_source: dict[str, Any] | None = None  # where the table came from (dataset, protocol), for the manifest
     examples: list[dict[str, Any]] | None = None  # example histories a demo page offers (examples.json)
 

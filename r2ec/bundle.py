@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from r2ec.catalog import Catalog
-from r2ec.evidence import EVIDENCE_FILE, CoInteractions
+from r2ec.evidence import EVIDENCE_FILE, Transitions
 from r2ec.index import IndexSpec, load_index
 from r2ec.templates import GenerationDefaults, PromptTemplates
 
@@ -99,11 +99,11 @@ class Bundle:
         return IndexSpec.from_dict(self.manifest["index"]["spec"])
 
     @cached_property
-    def evidence(self) -> CoInteractions | None:
+    def evidence(self) -> Transitions | None:
         """The co-interaction table for prompt evidence, if this bundle carries one (checksummed like the rest)."""
         if EVIDENCE_FILE not in self.manifest["files"]:
             return None
-        return CoInteractions.load(self.root / EVIDENCE_FILE)
+        return Transitions.load(self.root / EVIDENCE_FILE)
 
     @cached_property
     def examples(self) -> list[dict[str, Any]]:

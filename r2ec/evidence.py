@@ -1,10 +1,13 @@
-"""Collaborative evidence for prompts: an item-item co-interaction table that a bundle may carry.
+"""Collaborative evidence for prompts: a "what viewers went on to watch" table that a bundle may carry.
 
-The table holds, per catalog row, its nearest items by co-interaction cosine and how many users interacted with
-both, computed from training interactions only (``model_export``). With a template that enables it, the user
-prompt gains a few candidate lines ("viewers of these went on to watch ...") that the reasoning can cite. The
-same candidates feed the training traces (``training.traces``), so what the model learns to cite is exactly what
-serving shows it. Imported checkpoints keep the authors' prompt: their templates leave evidence off.
+Per catalog row the table holds the items its viewers rated next (within a horizon of ratings), strongest first,
+with how many viewers made that move, computed from training interactions only (``model_export.evidence``). With
+a template that enables it, the user prompt gains a few numbered candidate lines ("N viewers of [a film you
+rated] went on to watch [this]") that the reasoning cites. A user's candidates are the items with the largest
+transition strength summed over the history window, recent history counting more (``recency``). The same
+candidates feed the training traces (``training.traces``) and the distillation teacher, so what the model learns
+to cite is exactly what serving shows it; ranked on their own they are the ``transitions`` baseline
+(``model_export.baselines``). Imported checkpoints keep the authors' prompt: their templates leave evidence off.
 """
 
 from __future__ import annotations
@@ -21,58 +24,82 @@ EVIDENCE_FILE = "evidence.npz"
 @dataclass(frozen=True)
 class Candidate:
     row: int
-    score: float  # summed cosine over the window items that list it
-    support: tuple[int, ...]  # window rows it came from, strongest first
-    shared: int  # users who interacted with both it and its strongest support item
+    score: float  # recency-weighted transition strength summed over the window
+    support: tuple[int, ...]  # window rows it follows, strongest contribution first
+    shared: int  # viewers who went from the strongest support item to it
 
 
 @dataclass
-class CoInteractions:
+class Transitions:
     neighbors: np.ndarray  # (n_items, m) int32 catalog rows, -1 = none
-    weights: np.ndarray  # (n_items, m) float32 cosine
-    shared: np.ndarray  # (n_items, m) int32 users in common
-    users: np.ndarray  # (n_items,) int32 users per item in the training data
-
-    @classmethod
-    def from_counts(cls, co: np.ndarray, m: int = 50) -> CoInteractions:
-        """From a dense co-count matrix (diagonal = users per item): top ``m`` neighbours by cosine."""
-        users = np.diag(co).astype(np.int64)
-        norm = np.sqrt(np.outer(users, users)) + 1e-9
-        sim = (co / norm).astype(np.float32)
-        np.fill_diagonal(sim, -1.0)
-        m = min(m, max(1, sim.shape[1] - 1))
-        top = np.argsort(-sim, axis=1, kind="stable")[:, :m]
-        rows = np.arange(sim.shape[0])[:, None]
-        weights = sim[rows, top]
-        neighbors = np.where(weights > 0, top, -1).astype(np.int32)
-        return cls(
-            neighbors, np.maximum(weights, 0).astype(np.float32), co[rows, top].astype(np.int32), users.astype(np.int32)
-        )
+    weights: np.ndarray  # (n_items, m) float32 normalised transition strength, 0 for none
+    shared: np.ndarray  # (n_items, m) int32 viewers who went from the row to the neighbour
+    users: np.ndarray  # (n_items,) int32 viewers per item in the training data
+    recency: float = 0.0  # a window item k positions before the newest one counts exp(-recency * k)
 
     def save(self, path: Path) -> None:
         with path.open("wb") as f:
-            np.savez(f, neighbors=self.neighbors, weights=self.weights, shared=self.shared, users=self.users)
+            np.savez(
+                f,
+                neighbors=self.neighbors,
+                weights=self.weights,
+                shared=self.shared,
+                users=self.users,
+                recency=np.float64(self.recency),
+            )
 
     @classmethod
-    def load(cls, path: Path) -> CoInteractions:
+    def load(cls, path: Path) -> Transitions:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["neighbors"], z["weights"], z["shared"], z["users"])
+            recency = float(z["recency"]) if "recency" in z.files else 0.0
+            return cls(z["neighbors"], z["weights"], z["shared"], z["users"], recency)
+
+    def with_rows(
+        self, rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], users: np.ndarray | None = None
+    ) -> Transitions:
+        """A copy whose given rows are replaced by (neighbors, weights, shared) of the same width."""
+        neighbors, weights, shared = self.neighbors.copy(), self.weights.copy(), self.shared.copy()
+        for r, (nb, w, sh) in rows.items():
+            neighbors[r], weights[r], shared[r] = nb, w, sh
+        return Transitions(neighbors, weights, shared, self.users if users is None else users, self.recency)
+
+    def position_weights(self, n: int) -> np.ndarray:
+        """Weight of each of ``n`` window positions, oldest first (the newest counts 1)."""
+        return np.exp(-self.recency * np.arange(n - 1, -1, -1, dtype=np.float64))
+
+    def _window(self, window: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """Distinct window rows (a repeated item counts at its latest position) and their weights."""
+        latest = {int(r): k for k, r in enumerate(window)}
+        weights = self.position_weights(len(window))
+        rows = sorted(latest, key=latest.__getitem__)
+        return rows, np.array([weights[latest[r]] for r in rows], dtype=np.float64)
+
+    def scores(self, window: Sequence[int]) -> np.ndarray:
+        """Summed, recency-weighted transition strength of every catalog row from the window (0 = no evidence)."""
+        out = np.zeros(self.neighbors.shape[0], dtype=np.float64)
+        rows, weights = self._window(window)
+        for src, wt in zip(rows, weights, strict=True):
+            keep = self.neighbors[src] >= 0
+            np.add.at(out, self.neighbors[src][keep], wt * self.weights[src][keep].astype(np.float64))
+        return out
 
     def candidates(self, window: Sequence[int], exclude: Sequence[int] = (), n: int = 5) -> list[Candidate]:
-        """The ``n`` items with the largest summed similarity to the window rows, none of ``exclude`` or the window."""
-        banned = set(int(r) for r in exclude) | set(int(r) for r in window)
-        score: dict[int, float] = {}
-        support: dict[int, list[tuple[float, int, int]]] = {}
-        for src in dict.fromkeys(int(r) for r in window):
-            for nb, w, sh in zip(self.neighbors[src], self.weights[src], self.shared[src], strict=True):
-                nb = int(nb)
-                if nb < 0 or nb in banned:
-                    continue
-                score[nb] = score.get(nb, 0.0) + float(w)
-                support.setdefault(nb, []).append((float(w), src, int(sh)))
-        best = sorted(score, key=lambda r: (-score[r], r))[:n]
+        """The ``n`` best-scored rows with any evidence, none of ``exclude`` or the window; ties by row."""
+        score = self.scores(window)
+        banned = np.fromiter({int(r) for r in exclude} | {int(r) for r in window}, dtype=np.int64)
+        if banned.size:
+            score[banned] = 0.0
+        found = np.flatnonzero(score > 0)
+        best = found[np.lexsort((found, -score[found]))][:n]
+        rows, weights = self._window(window)
         out = []
-        for r in best:
-            sup = sorted(support[r], key=lambda t: (-t[0], t[1]))
-            out.append(Candidate(r, score[r], tuple(s for _, s, _ in sup), sup[0][2]))
+        for r in best.tolist():
+            support = []
+            for src, wt in zip(rows, weights, strict=True):
+                hit = np.flatnonzero(self.neighbors[src] == r)
+                if hit.size:
+                    j = int(hit[0])
+                    support.append((wt * float(self.weights[src, j]), src, int(self.shared[src, j])))
+            support.sort(key=lambda t: (-t[0], t[1]))
+            out.append(Candidate(r, float(score[r]), tuple(s for _, s, _ in support), support[0][2]))
         return out

@@ -6,10 +6,11 @@ Titles always come from the catalog, never from the client, so no client text is
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from r2ec.catalog import Catalog, Event, Item
-from r2ec.evidence import Candidate, CoInteractions
+from r2ec.evidence import Candidate, Transitions
 from r2ec.templates import PromptTemplates
 
 
@@ -38,13 +39,39 @@ def history_window(history: Sequence[Event], templates: PromptTemplates) -> list
 
 
 def evidence_candidates(
-    window: Sequence[Event], catalog: Catalog, templates: PromptTemplates, evidence: CoInteractions | None
+    window: Sequence[Event],
+    catalog: Catalog,
+    templates: PromptTemplates,
+    evidence: Transitions | None,
+    exclude: Iterable[str] = (),
 ) -> list[Candidate]:
-    """The collaborative candidates a prompt shows for ``window`` (none when the templates or bundle have none)."""
+    """The collaborative candidates a prompt shows for ``window``: none of the window or of ``exclude`` (item ids
+    the ranking will mask anyway); none when the templates or the bundle have none."""
     if evidence is None or templates.evidence_candidates <= 0:
         return []
     rows = [catalog.row_of[e.item_id] for e in window]
-    return evidence.candidates(rows, n=templates.evidence_candidates)
+    banned = [catalog.row_of[i] for i in exclude if i in catalog.row_of]
+    return evidence.candidates(rows, banned, n=templates.evidence_candidates)
+
+
+def event_rating(event: Event, templates: PromptTemplates) -> float:
+    return templates.default_rating if event.rating is None else float(event.rating)
+
+
+def evidence_fields(
+    candidate: Candidate, number: int, window: Sequence[Event], catalog: Catalog, templates: PromptTemplates
+) -> dict[str, Any]:
+    """What an evidence line (and a reasoning step over it) may say about one candidate."""
+    item, source = catalog.items[candidate.row], catalog.items[candidate.support[0]]
+    rating = {e.item_id: event_rating(e, templates) for e in window}
+    return {
+        **item.fields(),
+        "number": number,
+        "top_genres": ", ".join(item.genres[:2]),
+        "shared": candidate.shared,
+        "source": source.title,
+        "source_rating": rating.get(source.item_id, templates.default_rating),
+    }
 
 
 def user_prompt(
@@ -52,40 +79,29 @@ def user_prompt(
     catalog: Catalog,
     now: float,
     templates: PromptTemplates,
-    evidence: CoInteractions | None = None,
+    evidence: Transitions | None = None,
+    exclude: Iterable[str] = (),
 ) -> str:
     """User message: instruction, one line per history event in the window (ages measured to ``now``), then the
-    collaborative evidence lines if the templates enable them and the bundle carries the table."""
+    collaborative evidence lines if the templates enable them and the bundle carries the table (``exclude``: item
+    ids that may not appear there, e.g. everything the ranking masks)."""
     window = history_window(history, templates)
-    lines = []
-    for event in window:
-        rating = templates.default_rating if event.rating is None else float(event.rating)
-        lines.append(
-            templates.history_line.format(
-                delta=format_delta(now - event.timestamp),
-                title=catalog.get(event.item_id).title,
-                rating=rating,
-            )
+    lines = [
+        templates.history_line.format(
+            delta=format_delta(now - event.timestamp),
+            title=catalog.get(event.item_id).title,
+            rating=event_rating(event, templates),
         )
+        for event in window
+    ]
     text = templates.user_prompt + "\n" + "\n".join(lines)
-    found = evidence_candidates(window, catalog, templates, evidence)
+    found = evidence_candidates(window, catalog, templates, evidence, exclude)
     if found:
-        text += (
-            "\n\n"
-            + templates.evidence_header
-            + "\n"
-            + "\n".join(
-                templates.evidence_line.format_map(
-                    {
-                        **catalog.items[c.row].fields(),
-                        "top_genres": ", ".join(catalog.items[c.row].genres[:2]),
-                        "shared": c.shared,
-                        "source": catalog.items[c.support[0]].title,
-                    }
-                )
-                for c in found
-            )
-        )
+        evidence_lines = [
+            templates.evidence_line.format_map(evidence_fields(c, k, window, catalog, templates))
+            for k, c in enumerate(found, start=1)
+        ]
+        text += "\n\n" + templates.evidence_header + "\n" + "\n".join(evidence_lines)
     return text
 
 

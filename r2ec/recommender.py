@@ -17,7 +17,7 @@ from r2ec.bundle import Bundle
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.chat import ChatRenderer
 from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions, StageTimes
-from r2ec.evidence import CoInteractions
+from r2ec.evidence import Transitions
 from r2ec.exclusion import Mask, excluded_rows
 from r2ec.pooling import l2_normalize
 from r2ec.prompts import history_window, user_prompt
@@ -48,7 +48,7 @@ class Recommender:
         templates: PromptTemplates,
         ranker: Ranker,
         tokenizer: Any,
-        evidence: CoInteractions | None = None,
+        evidence: Transitions | None = None,
     ):
         self.engine = engine
         self.evidence = evidence
@@ -64,8 +64,9 @@ class Recommender:
         return cls(engine, bundle.catalog, bundle.templates, bundle.ranker(), bundle.tokenizer, bundle.evidence)
 
     # -- prompts ---------------------------------------------------------------------------------------------
-    def prompt_for(self, history: Sequence[Event], now: float) -> str:
-        return user_prompt(history, self.catalog, now, self.templates, self.evidence)
+    def prompt_for(self, history: Sequence[Event], now: float, exclude: Iterable[str] = ()) -> str:
+        """The user message; ``exclude``: item ids its evidence lines leave out (what the ranking will mask)."""
+        return user_prompt(history, self.catalog, now, self.templates, self.evidence, exclude)
 
     # -- user vectors ----------------------------------------------------------------------------------------
     async def stream_user_vector(
@@ -106,8 +107,10 @@ class Recommender:
         options: GenerationOptions,
         request_id: str,
         reasoning: bool = True,
+        exclude: Iterable[str] = (),
     ) -> UserVector:
-        async for event in self.stream_user_vector(history, now, options, request_id, reasoning):
+        message = self.prompt_for(history, now, exclude)
+        async for event in self.stream_user_vector(history, now, options, request_id, reasoning, message):
             if isinstance(event, UserVector):
                 return event
         raise RuntimeError("pipeline ended without a user vector")

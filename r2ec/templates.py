@@ -37,7 +37,9 @@ class PromptTemplates:
     description_max_words: int = 100
     default_rating: float = 5.0
     # Collaborative evidence (r2ec.evidence): 0 = off (the authors' prompt). Otherwise this many candidate lines
-    # follow the history, each formatted with title, genres, year, shared (users in common) and source (title).
+    # follow the history, each formatted with the candidate's fields (title, genres, year, ...), number (1-based
+    # rank), top_genres, source (the window film it follows most strongly), source_rating (the user's rating of
+    # it) and shared (viewers who went from source to the candidate).
     evidence_candidates: int = 0
     evidence_header: str = ""
     evidence_line: str = ""
@@ -85,13 +87,15 @@ DOMAINS: dict[str, PromptTemplates] = {
 }
 
 # The trained demo's wording: MovieLens ages say little (users rate dozens of films in one sitting), so history
-# lines drop them, and a few collaborative candidates follow the history for the reasoning to cite.
+# lines drop them, and numbered collaborative candidates follow the history for the reasoning to cite: what the
+# viewers of the user's recent films went on to watch (r2ec.evidence), each with the film it follows and the
+# user's rating of it, so every fact a reasoning step states stands on one line of the prompt.
 DOMAINS["movies_evidence"] = replace(
     DOMAINS["movies"],
     history_line="[{title}] ({rating})",
-    evidence_candidates=5,
-    evidence_header="Viewers who watched the same movies went on to watch:",
-    evidence_line="- [{title}] {top_genres}: {shared} viewers of [{source}]",
+    evidence_candidates=8,
+    evidence_header="What viewers of your movies went on to watch:",
+    evidence_line="({number}) [{title}] {top_genres}: {shared} viewers of [{source}] ({source_rating})",
 )
 
 # Amazon Reviews 2023 category names -> domain keys.
@@ -132,7 +136,7 @@ AUTHORS_GENERATION = GenerationDefaults(max_reasoning_tokens=640, dtype="bfloat1
 _GENERATION = {
     **{d: AUTHORS_GENERATION for d in AMAZON_CATEGORIES.values()},
     "movies": GenerationDefaults(),
-    "movies_evidence": GenerationDefaults(max_reasoning_tokens=160),
+    "movies_evidence": GenerationDefaults(max_reasoning_tokens=192),
 }
 
 

@@ -127,11 +127,13 @@ class RecommendService:
         window = history_window(history, rec.templates)
         deterministic = options.greedy or options.seed is not None
         key = None
-        message = rec.prompt_for(history, now)  # rendered once: the cache key and the model's input
+        seen = [e.item_id for e in history]
+        # Rendered once: the cache key and the model's input. Its evidence leaves out what the ranking masks.
+        message = rec.prompt_for(history, now, [*(seen if req.exclude_history else ()), *(req.exclude or ())])
         if req.use_cache and deterministic:
             assert self.state.bundle is not None
             key = result_key(self.state.bundle.version, message, options, req.reasoning, tenant)
-        return Prepared(history, window, options, k, now, key, [e.item_id for e in history], message)
+        return Prepared(history, window, options, k, now, key, seen, message)
 
     # -- admission ---------------------------------------------------------------------------------------------
     def admit(self) -> None:

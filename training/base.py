@@ -15,11 +15,15 @@ from typing import Any
 import torch
 
 from model_export.data.format import Dataset
+from model_export.data.splits import Sample
 from model_export.data.splits import split as make_split
 from model_export.evaluate import select_samples
+from model_export.evidence import TransitionCounts, build_counts
 from r2ec import logs
 from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer
+from r2ec.evidence import Transitions
+from r2ec.prompts import user_prompt
 from r2ec.templates import PromptTemplates
 from training import persistence
 
@@ -53,9 +57,38 @@ class TrainerBase:
         self.splits = make_split(data.timelines(), cfg.protocol, templates.window_size)
         self.train_samples = list(self.splits["train"])
         self.valid_samples = select_samples(self.splits["valid"], valid_samples, seed=cfg.seed)
+        self.data_dir = data_dir
+        self.counts: TransitionCounts | None = None
+        self.evidence: Transitions | None = None
+        self.evidence_info: dict[str, Any] = {}
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.best = 0, -1.0
+
+    # -- evidence: what a sample's prompt shows --------------------------------------------------------------------
+    def load_evidence(self) -> Transitions:
+        """The evidence table of the protocol's training interactions (and the counts to take a sample's own
+        future out of it)."""
+        self.counts, self.evidence_info = build_counts(
+            self.data_dir, self.catalog, self.cfg.protocol, self.templates.window_size
+        )
+        self.evidence = self.counts.table()
+        return self.evidence
+
+    def sample_evidence(self, s: Sample) -> Transitions | None:
+        """The evidence table as ``s`` may see it: without its user's ratings from its target on."""
+        if self.counts is None or self.evidence is None:
+            return None
+        return self.counts.for_sample(self.evidence, s, self.catalog)
+
+    def shown_exclusions(self, s: Sample) -> tuple[str, ...]:
+        """Items the prompt's evidence leaves out besides the window: what the ranking masks (``seen`` for loo)."""
+        return s.seen if self.cfg.protocol == "loo" else ()
+
+    def message(self, s: Sample, evidence: Transitions | None = None) -> str:
+        """The user message of ``s``, with ``evidence`` (default: the sample's own table) when prompts show it."""
+        table = self.sample_evidence(s) if evidence is None else evidence
+        return user_prompt(s.history, self.catalog, s.now, self.templates, table, self.shown_exclusions(s))
 
     def resume_state(self, resume: bool) -> dict[str, Any] | None:
         """The loop state of ``OUT/checkpoint`` (optimiser restored; step and best set), or None."""

@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from model_export.data.splits import Sample
 from model_export.evaluate import evaluate
-from model_export.evidence import build_evidence
 from r2ec import logs
 from r2ec.encoder import encode, pad_right
 from r2ec.engine.base import GenerationOptions
@@ -31,7 +30,7 @@ from r2ec.engine.hf import TransformersEngine
 from r2ec.exclusion import excluded_rows
 from r2ec.index import IndexSpec, build_index
 from r2ec.pooling import backbone, last_token_pool
-from r2ec.prompts import history_window, item_text, user_prompt
+from r2ec.prompts import history_window, item_text
 from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
 from r2ec.templates import PromptTemplates
@@ -98,9 +97,8 @@ class RecPOTrainer(TrainerBase):
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()
-        self.evidence = None
         if templates.evidence_candidates > 0:  # the prompts must be the ones serving shows
-            self.evidence, _ = build_evidence(data_dir, self.catalog, cfg.protocol, templates.window_size)
+            self.load_evidence()
         self.stale = 0
         self.history: list[dict[str, Any]] = []
         self.item_vectors: np.ndarray | None = None
@@ -126,7 +124,7 @@ class RecPOTrainer(TrainerBase):
     async def rollouts(self, samples: Sequence[Sample]) -> list[list[Trajectory]]:
         cfg = self.cfg
         self.model.eval()
-        messages = [user_prompt(s.history, self.catalog, s.now, self.templates, self.evidence) for s in samples]
+        messages = [self.message(s) for s in samples]
         if cfg.no_reasoning:
             return [[self._trajectory(smp, msg, "", True)] for smp, msg in zip(samples, messages, strict=True)]
         jobs = []

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model_export.data.splits import Sample
-from model_export.evidence import build_evidence
 from r2ec import logs
 from r2ec.encoder import encode, pad_right
+from r2ec.evidence import Transitions
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
 from r2ec.pooling import backbone, last_token_pool
-from r2ec.prompts import history_window, item_text, user_prompt
+from r2ec.prompts import history_window, item_text
 from r2ec.templates import PromptTemplates
 from training import persistence
 from training.base import TrainerBase
@@ -124,7 +124,7 @@ class SFTTrainer(TrainerBase):
             valid_samples=cfg.eval_samples,
         )
         self.rng = random.Random(cfg.seed + 1)
-        self.evidence, self.evidence_info = build_evidence(data_dir, self.catalog, cfg.protocol, templates.window_size)  # type: ignore[arg-type]
+        self.evidence: Transitions = self.load_evidence()  # the teacher, even where prompts show no evidence
         self.bank: torch.Tensor | None = None
         self.resume_state(resume)
         self.item_rows = [r for r in range(len(self.catalog)) if self.evidence.neighbors[r, 0] >= 0]
@@ -132,16 +132,20 @@ class SFTTrainer(TrainerBase):
         self.answer_len = len(answer_ids)
 
     # -- sequences -------------------------------------------------------------------------------------------------
-    def message(self, s: Sample) -> str:
-        return user_prompt(s.history, self.catalog, s.now, self.templates, self.evidence)
+    def sample_evidence(self, s: Sample) -> Transitions:
+        table = super().sample_evidence(s)
+        assert table is not None  # loaded in __init__
+        return table
 
-    def trace(self, s: Sample) -> str:
-        return render_trace(s.history, self.catalog, self.templates, self.evidence)
+    def trace(self, s: Sample, evidence: Transitions | None = None) -> str:
+        table = self.sample_evidence(s) if evidence is None else evidence
+        return render_trace(s.history, self.catalog, self.templates, table, self.shown_exclusions(s))
 
-    def user_sequence(self, s: Sample) -> tuple[list[int], int]:
+    def user_sequence(self, s: Sample, evidence: Transitions | None = None) -> tuple[list[int], int]:
         """prompt + trace + ``<answer>`` ids and where the completion (trace + ``<answer>``) starts."""
-        msg = self.message(s)
-        ids = self.renderer.user_sequence_ids(msg, self.trace(s))
+        table = self.sample_evidence(s) if evidence is None else evidence
+        msg = self.message(s, table)
+        ids = self.renderer.user_sequence_ids(msg, self.trace(s, table))
         return ids, len(self.renderer.generation_prompt_ids(msg))
 
     def item_sequences(self, rows: Sequence[int]) -> list[list[int]]:
@@ -165,7 +169,8 @@ class SFTTrainer(TrainerBase):
     def micro_step(self, samples: Sequence[Sample], scale: float) -> dict[str, float]:
         assert self.bank is not None
         device = next(self.model.parameters()).device
-        seqs = [self.user_sequence(s) for s in samples]
+        tables = [self.sample_evidence(s) for s in samples]
+        seqs = [self.user_sequence(s, t) for s, t in zip(samples, tables, strict=True)]
         ids, mask = pad_right([q for q, _ in seqs], self.pad, device)
         hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
         users = F.normalize(last_token_pool(hidden, mask).float(), dim=-1)
@@ -201,7 +206,7 @@ class SFTTrainer(TrainerBase):
             same & (torch.arange(len(live_rows), device=device) != own[:, None]), float("-inf")
         )
         rec_loss = F.cross_entropy(logits, cols) + F.cross_entropy(live_logits, own)
-        kd_loss = self.distillation(samples, logits)
+        kd_loss = self.distillation(samples, tables, logits)
         loss = self.cfg.lm_weight * lm_loss + self.cfg.rec_weight * rec_loss + self.cfg.kd_weight * kd_loss
         (loss * scale).backward()
         with torch.no_grad():
@@ -214,14 +219,17 @@ class SFTTrainer(TrainerBase):
             "tokens": float(mask.sum()) + item_tokens,
         }
 
-    def distillation(self, samples: Sequence[Sample], logits: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the user's softmax over the catalog against the teacher's distribution."""
+    def distillation(
+        self, samples: Sequence[Sample], tables: Sequence[Transitions], logits: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of the user's softmax over the catalog against the teacher's distribution (the sample's
+        own evidence table: its future never teaches it)."""
         if self.cfg.kd_weight <= 0:
             return torch.zeros((), device=logits.device)
         terms = []
-        for i, s in enumerate(samples):
+        for i, (s, table) in enumerate(zip(samples, tables, strict=True)):
             window = [self.catalog.row_of[e.item_id] for e in history_window(s.history, self.templates)]
-            found = self.evidence.candidates(window, self.masked(s), n=self.cfg.kd_candidates)
+            found = table.candidates(window, self.masked(s), n=self.cfg.kd_candidates)
             if not found:
                 continue
             rows = torch.tensor([c.row for c in found], device=logits.device)

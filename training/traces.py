@@ -1,50 +1,49 @@
 """Interaction-of-thought traces (R2Rec, second seed) rendered from the training interaction graph.
 
-A trace walks chains user -> an item the user rated -> the other viewers of that item -> what they went on to
-watch, one step per chain, and ends on the chain it trusts most. R2Rec writes each step with a strong teacher LLM
-under progressive masking; none is available offline, so each thought here is rendered from a template over real
-statistics of the graph (titles, genres, the user's rating, how many viewers two movies share). The chains are the
-collaborative candidates of ``r2ec.evidence``, computed from training interactions only and from nothing but the
-history window, so the prompt shows the model exactly the facts its trace states, and a sample's own target
-(or anything after it) cannot reach its trace: it is never an input.
+A trace walks chains user -> a film the user rated -> the other viewers of that film -> what they went on to
+watch next, one step per chain, and ends on the chain it trusts most. R2Rec writes each step with a strong teacher
+LLM under progressive masking; none is available offline, so each thought here is rendered from a template over
+real statistics of the graph (titles, genres, the user's rating, how many viewers made the move). The chains are
+the numbered candidates of the prompt's evidence lines (``r2ec.evidence``), so every fact a step states stands on
+one line the model can see, and a step opens with that line's number and title, which makes it a lookup rather
+than a recollection. Training passes a table without the sample's own future (``TransitionCounts.for_sample``),
+so a sample's target, or anything its viewer watched after it, is never an input of its trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from r2ec.catalog import Catalog, Event
-from r2ec.evidence import CoInteractions
-from r2ec.prompts import evidence_candidates, history_window
+from r2ec.evidence import Transitions
+from r2ec.prompts import evidence_candidates, evidence_fields, history_window
 from r2ec.templates import PromptTemplates
 
-STEPS = 2
-
-
-def _genres(genres: Sequence[str]) -> str:
-    return ", ".join(genres) if genres else "unlisted genre"
+STEPS = 3
+STEP = (
+    "({number}) [{title}], {genres}: you rated [{source}] {source_rating}, and {shared} of its viewers went on "
+    "to watch it."
+)
+BEST = "Best match: [{title}]."
 
 
 def render_trace(
     history: Sequence[Event],
     catalog: Catalog,
     templates: PromptTemplates,
-    evidence: CoInteractions | None,
+    evidence: Transitions | None,
+    exclude: Iterable[str] = (),
     steps: int = STEPS,
 ) -> str:
-    """Stepwise reasoning for one history; empty when there is no collaborative evidence to reason over."""
+    """Stepwise reasoning for one history (the prompt's ``exclude`` too); empty when there is no evidence."""
     window = history_window(history, templates)
-    found = evidence_candidates(window, catalog, templates, evidence)
+    found = evidence_candidates(window, catalog, templates, evidence, exclude)
     if not found:
         return ""
-    rating = {e.item_id: templates.default_rating if e.rating is None else float(e.rating) for e in window}
     lines = []
     for k, cand in enumerate(found[:steps], start=1):
-        src = catalog.items[cand.support[0]]
-        item = catalog.items[cand.row]
-        lines.append(
-            f"Step {k}: you rated [{src.title}] {rating.get(src.item_id, templates.default_rating)}; "
-            f"{cand.shared} of its viewers went on to [{item.title}], {_genres(item.genres[:2])}."
-        )
-    lines.append(f"Best match: [{catalog.items[found[0].row].title}].")
+        fields = evidence_fields(cand, k, window, catalog, templates)
+        genres = ", ".join(catalog.items[cand.row].genres[:2]) or "unlisted genre"
+        lines.append(STEP.format_map({**fields, "genres": genres}))
+    lines.append(BEST.format(title=catalog.items[found[0].row].title))
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Classical baselines on the same protocol, exclusion and metrics as the LLM: MostPopular, ItemKNN and SASRec."""
+"""Classical baselines on the same protocol, exclusion and metrics as the LLM: MostPopular, ItemKNN, Transitions (the
+evidence table alone) and SASRec."""
 
 from __future__ import annotations
 

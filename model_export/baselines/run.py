@@ -10,14 +10,16 @@ from typing import Any
 from model_export.baselines.itemknn import ItemKNN
 from model_export.baselines.popular import MostPopular
 from model_export.baselines.sasrec import SASRec, SASRecConfig
+from model_export.baselines.transitions import TransitionsBaseline
 from model_export.data.format import Dataset
 from model_export.data.splits import Protocol, Split
 from model_export.data.splits import split as make_split
 from model_export.evaluate import select_samples
+from model_export.evidence import HORIZON, NEIGHBORS
 from r2ec.exclusion import Mask
 from r2ec.metrics import summarize
 
-METHODS = ("mostpop", "itemknn", "sasrec")
+METHODS = ("mostpop", "itemknn", "transitions", "sasrec")
 
 
 def run_baseline(
@@ -46,6 +48,11 @@ def run_baseline(
         knn = ItemKNN(ds.catalog, window, mask).fit(timelines, splits)
         ranks = [knn.rank(s) for s in chosen]
         extra["neighbors"] = knn.neighbors
+    elif method == "transitions":
+        trans = TransitionsBaseline(ds.catalog, window, mask).fit(timelines, splits)
+        ranks = [trans.rank(s) for s in chosen]
+        assert trans.table is not None
+        extra["evidence"] = {"horizon": HORIZON, "neighbors": NEIGHBORS, "recency": trans.table.recency}
     else:
         cfg = replace(sasrec or SASRecConfig(), max_len=window)
         # Early stopping always watches a fixed subset of the valid split: with no validation samples the

@@ -90,3 +90,10 @@ def test_export_refuses_an_adapter_for_another_base_before_merging(tmp_path, cat
     assert len(lines) == 1 and "does not fit the base model" in lines[0] and "Gemma2ForCausalLM" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_the_cli_knows_every_baseline():
+    from entrypoints.evaluation import BASELINES
+    from model_export.baselines.run import METHODS
+
+    assert BASELINES == METHODS

@@ -92,3 +92,16 @@ def test_itemknn_uses_co_interactions():
     knn = ItemKNN(catalog, window=20, mask="seen").fit(timelines, splits)
     test = next(s for s in splits["test"] if s.user_id == "x")  # history c, a -> target b
     assert knn.rank(test) == 0
+
+
+def test_transitions_baseline_ranks_what_viewers_went_on_to_watch():
+    from model_export.baselines.transitions import TransitionsBaseline
+
+    catalog, timelines = _cyclic_world()
+    splits = temporal_split(timelines)
+    trans = TransitionsBaseline(catalog, window=20).fit(timelines, splits)
+    ranks = [trans.rank(s) for s in splits["test"]]
+    # item i is always followed by i + 1: the newest history item's successor comes first
+    assert summarize(ranks)["hit@5"] > 0.9 and ranks.count(0) > 0.5 * len(ranks)
+    pop = MostPopular(catalog).fit(timelines, splits)
+    assert summarize(ranks)["ndcg@10"] > summarize([pop.rank(s) for s in splits["test"]])["ndcg@10"] + 0.4
