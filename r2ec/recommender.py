@@ -16,7 +16,7 @@ import numpy as np
 from r2ec.bundle import Bundle
 from r2ec.catalog import Catalog, Event, Item
 from r2ec.chat import ChatRenderer
-from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions, StageTimes
+from r2ec.engine.base import Delta, Engine, Generation, GenerationOptions, Relay, StageTimes, final
 from r2ec.evidence import Transitions
 from r2ec.exclusion import Mask, excluded_rows
 from r2ec.pooling import l2_normalize
@@ -70,31 +70,19 @@ class Recommender:
 
     # -- user vectors ----------------------------------------------------------------------------------------
     async def stream_user_vector(
-        self,
-        history: Sequence[Event],
-        now: float,
-        options: GenerationOptions,
-        request_id: str,
-        reasoning: bool = True,
-        message: str | None = None,
+        self, message: str, options: GenerationOptions, request_id: str, reasoning: bool = True
     ) -> AsyncIterator[Delta | UserVector]:
-        """Yield reasoning deltas as they are generated, then the ``UserVector``.
-
-        ``message`` is ``prompt_for(history, now)`` when the caller has rendered it already.
-        """
-        message = self.prompt_for(history, now) if message is None else message
+        """Yield reasoning deltas as they are generated, then the ``UserVector`` of ``message`` (a ``prompt_for``)."""
         timings = StageTimes()
         generation: Generation | None = None
         text = ""
         prompt_ids: list[int] = []
         if reasoning:
             prompt_ids = self.renderer.generation_prompt_ids(message)
-            async for event in self.engine.stream(prompt_ids, options, request_id):
-                if isinstance(event, Generation):
-                    generation = event
-                else:
-                    yield event
-            assert generation is not None
+            relay: Relay[Generation] = Relay()
+            async for delta in relay.deltas(self.engine.stream(prompt_ids, options, request_id)):
+                yield delta
+            generation = relay.result
             text = generation.text
             timings = replace(generation.timings)
         vector = await self.vector_for(message, text, request_id, timings, prompt_ids, generation)
@@ -110,10 +98,8 @@ class Recommender:
         exclude: Iterable[str] = (),
     ) -> UserVector:
         message = self.prompt_for(history, now, exclude)
-        async for event in self.stream_user_vector(history, now, options, request_id, reasoning, message):
-            if isinstance(event, UserVector):
-                return event
-        raise RuntimeError("pipeline ended without a user vector")
+        events = self.stream_user_vector(message, options, request_id, reasoning)
+        return await final(events, "pipeline ended without a user vector")
 
     async def vector_for(
         self,

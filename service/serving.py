@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from r2ec import logs
 from r2ec.catalog import Catalog, Event
-from r2ec.engine.base import Delta, GenerationOptions, StageTimes
+from r2ec.engine.base import Delta, GenerationOptions, Relay, StageTimes, final
 from r2ec.prompts import history_window
 from r2ec.recommender import Recommender, UserVector
 from service.cache import CachedResult
@@ -185,15 +185,12 @@ class RecommendService:
             if reasoning:
                 yield Delta(reasoning)
         else:
-            result: UserVector | None = None
-            async for event in rec.stream_user_vector(
-                prep.history, prep.now, prep.options, request_id, req.reasoning, prep.message
+            relay: Relay[UserVector] = Relay()
+            async for delta in relay.deltas(
+                rec.stream_user_vector(prep.message, prep.options, request_id, req.reasoning)
             ):
-                if isinstance(event, UserVector):
-                    result = event
-                else:
-                    yield event
-            assert result is not None
+                yield delta
+            result = relay.result
             timings = result.timings
             vector, reasoning = result.vector, result.reasoning
             tokens = result.generation.num_tokens if result.generation else 0
@@ -276,10 +273,7 @@ class RecommendService:
             await inner.aclose()
 
     async def recommend(self, req: RecommendRequest, request_id: str, tenant: str | None = None) -> RecommendResponse:
-        async for event in self.bounded(req, request_id, tenant):
-            if isinstance(event, RecommendResponse):
-                return event
-        raise RuntimeError("pipeline ended without a response")
+        return await final(self.bounded(req, request_id, tenant), "pipeline ended without a response")
 
     @asynccontextmanager
     async def admitted(self) -> AsyncIterator[None]:

@@ -8,9 +8,9 @@ ranking) is backend-independent and lives in ``r2ec.recommender``.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -88,6 +88,37 @@ class Delta:
 
 GenerationEvent = Delta | Generation
 
+R = TypeVar("R")
+
+
+async def final(events: AsyncIterable[Delta | R], missing: str) -> R:
+    """The result that ends a stream of deltas (an engine's ``Generation``, the recommender's ``UserVector``, the
+    service's response), the deltas dropped; ``RuntimeError(missing)`` when the stream ends without one."""
+    async for event in events:
+        if not isinstance(event, Delta):
+            return event
+    raise RuntimeError(missing)
+
+
+class Relay(Generic[R]):
+    """Passes a stream's deltas on and keeps its result: ``async for d in relay.deltas(events): yield d``, then
+    ``relay.result``."""
+
+    def __init__(self) -> None:
+        self._result: R | None = None
+
+    async def deltas(self, events: AsyncIterable[Delta | R]) -> AsyncIterator[Delta]:
+        async for event in events:
+            if isinstance(event, Delta):
+                yield event
+            else:
+                self._result = event
+
+    @property
+    def result(self) -> R:
+        assert self._result is not None
+        return self._result
+
 
 class Engine(abc.ABC):
     name: str = "engine"
@@ -110,10 +141,7 @@ class Engine(abc.ABC):
         """
 
     async def generate(self, prompt_ids: Sequence[int], options: GenerationOptions, request_id: str) -> Generation:
-        async for event in self.stream(prompt_ids, options, request_id):
-            if isinstance(event, Generation):
-                return event
-        raise RuntimeError("engine stream ended without a result")
+        return await final(self.stream(prompt_ids, options, request_id), "engine stream ended without a result")
 
     @abc.abstractmethod
     async def encode(self, sequences: Sequence[Sequence[int]], request_id: str) -> np.ndarray:
