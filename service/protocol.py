@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -12,6 +12,7 @@ from r2ec.catalog import Event
 # for 3, no true for 1) and bounded. Unix times stop at the end of year 9999.
 MAX_UNIX_TIME = 253402300799.0
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+UnixTime = Annotated[float, Field(ge=0, le=MAX_UNIX_TIME, strict=True)]  # the event time and as_of
 
 _EXAMPLE_HISTORY: list[Any] = [
     {"item_id": "50", "rating": 5.0, "timestamp": 1700000000},
@@ -27,12 +28,8 @@ class HistoryEvent(BaseModel):
     rating: float | None = Field(
         None, ge=0, le=5, strict=True, description="Rating out of 5; the bundle's default if absent."
     )
-    timestamp: float | None = Field(
-        None,
-        ge=0,
-        le=MAX_UNIX_TIME,
-        strict=True,
-        description="Unix seconds; the request time if absent. Ages in the prompt are measured to now.",
+    timestamp: UnixTime | None = Field(
+        None, description="Unix seconds; the request time if absent. Ages in the prompt are measured to now."
     )
 
     def to_event(self, now: float) -> Event:
@@ -110,12 +107,8 @@ class RecommendRequest(BaseModel):
     use_cache: bool = Field(
         True, strict=True, description="Allow a cached reasoning + user vector for the same history."
     )
-    as_of: float | None = Field(
-        None,
-        ge=0,
-        le=MAX_UNIX_TIME,
-        strict=True,
-        description="Unix seconds to measure event ages to (default: now); replays offline protocols.",
+    as_of: UnixTime | None = Field(
+        None, description="Unix seconds to measure event ages to (default: now); replays offline protocols."
     )
 
 
