@@ -16,16 +16,24 @@ def _ms(d: dict[str, Any], key: str = "p50_ms") -> str:
     return "-" if v is None else f"{v:,.1f}"
 
 
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(caption: str, columns: list[str]) -> list[str]:
+    """A table's caption and head (its separator has as many cells as ``columns``)."""
+    return [caption, "", _row(*columns), "|" + "---|" * len(columns)]
+
+
+def _latencies(d: dict[str, Any]) -> list[str]:
+    """The p50 / p95 / p99 cells of a latency distribution."""
+    return [_ms(d), _ms(d, "p95_ms"), _ms(d, "p99_ms")]
+
+
 def _load_row(label: str, row: dict[str, Any], rps_digits: int, *extra: str) -> str:
     """One table row of a load level: requests, failures, req/s, [extra columns], p50 / p95 / p99."""
-    cells = [
-        label,
-        f"{row.get('requests', 0):.0f}",
-        f"{row.get('failures', 0):.0f}",
-        f"{row.get('rps', 0):.{rps_digits}f}",
-    ]
-    cells += [*extra, _ms(row), _ms(row, "p95_ms"), _ms(row, "p99_ms")]
-    return "| " + " | ".join(cells) + " |"
+    counts = [f"{row.get('requests', 0):.0f}", f"{row.get('failures', 0):.0f}", f"{row.get('rps', 0):.{rps_digits}f}"]
+    return _row(label, *counts, *extra, *_latencies(row))
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -49,37 +57,36 @@ def render_markdown(result: dict[str, Any]) -> str:
     s = result["scenarios"]
     if "capture" in s:
         c = s["capture"]
-        lines += [
-            "## 1. Hidden-state capture cost",
-            "",
+        lines += ["## 1. Hidden-state capture cost", ""]
+        lines += _table(
             f"{c['backend']} backend, {c['prompts']} prompts from real histories, exactly {c['tokens']} generated "
             f"tokens (fixed length), batch size 1, capture: `{c['capture_mode']}`.",
-            "",
-            "| path | p50 | p95 | p99 | ratio to generation (p50) |",
-            "|---|---|---|---|---|",
-            f"| generation only | {_ms(c['generation_only'])} | {_ms(c['generation_only'], 'p95_ms')} | "
-            f"{_ms(c['generation_only'], 'p99_ms')} | 1.00 |",
-            f"| generation + capture (`{c['capture_mode']}`) | {_ms(c['generation_plus_capture'])} | "
-            f"{_ms(c['generation_plus_capture'], 'p95_ms')} | {_ms(c['generation_plus_capture'], 'p99_ms')} | "
-            f"**{c['ratio_capture_vs_generation']:.3f}** |",
-            f"| authors' way: generation + full transformers forward | "
-            f"{_ms(c['authors_generation_plus_hf_forward'])} | "
-            f"{_ms(c['authors_generation_plus_hf_forward'], 'p95_ms')} | "
-            f"{_ms(c['authors_generation_plus_hf_forward'], 'p99_ms')} | {c['ratio_authors_vs_generation']:.3f} |",
+            ["path", "p50", "p95", "p99", "ratio to generation (p50)"],
+        )
+        lines += [
+            _row("generation only", *_latencies(c["generation_only"]), "1.00"),
+            _row(
+                f"generation + capture (`{c['capture_mode']}`)",
+                *_latencies(c["generation_plus_capture"]),
+                f"**{c['ratio_capture_vs_generation']:.3f}**",
+            ),
+            _row(
+                "authors' way: generation + full transformers forward",
+                *_latencies(c["authors_generation_plus_hf_forward"]),
+                f"{c['ratio_authors_vs_generation']:.3f}",
+            ),
             "",
         ]
     if "overhead" in s:
         o = s["overhead"]
-        lines += [
-            "## 2. Service overhead",
-            "",
+        lines += ["## 2. Service overhead", ""]
+        lines += _table(
             f"{o['backend']} backend, concurrency 1, reasoning on ({o['tokens']} tokens max, greedy), no cache.",
-            "",
-            "| path | p50 | p95 | p99 |",
-            "|---|---|---|---|",
-            f"| engine API in-process | {_ms(o['in_process'])} | {_ms(o['in_process'], 'p95_ms')} | "
-            f"{_ms(o['in_process'], 'p99_ms')} |",
-            f"| HTTP /v1/recommend | {_ms(o['http'])} | {_ms(o['http'], 'p95_ms')} | {_ms(o['http'], 'p99_ms')} |",
+            ["path", "p50", "p95", "p99"],
+        )
+        lines += [
+            _row("engine API in-process", *_latencies(o["in_process"])),
+            _row("HTTP /v1/recommend", *_latencies(o["http"])),
             "",
             f"Ratio HTTP / in-process (p50): **{o['ratio_http_vs_in_process']:.3f}**.",
             "",
@@ -87,48 +94,40 @@ def render_markdown(result: dict[str, Any]) -> str:
     if "scaling" in s:
         lines += ["## 3. Concurrency scaling", ""]
         for backend, sc in s["scaling"]["backends"].items():
-            lines += [
+            lines += _table(
                 f"{backend} backend, reasoning on ({sc['tokens']} tokens max), locust closed loop, "
                 f"{sc['seconds_per_level']} s per level.",
-                "",
-                "| clients | requests | failures | req/s | speed-up vs 1 | p50 | p95 | p99 |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
+                ["clients", "requests", "failures", "req/s", "speed-up vs 1", "p50", "p95", "p99"],
+            )
             for c, row in sc["levels"].items():
                 lines.append(_load_row(c, row, 3, f"{row.get('speedup_vs_1', 0):.2f}x"))
             lines.append("")
     if "hot" in s:
         h = s["hot"]
-        lines += [
-            "## 4. Cache-hit and reasoning-free paths",
-            "",
+        lines += ["## 4. Cache-hit and reasoning-free paths", ""]
+        lines += _table(
             f"{h['users']} concurrent clients, {h['seconds']} s each, transformers backend, "
             "in-process cache (no Redis).",
-            "",
-            "| path | requests | failures | req/s | p50 | p95 | p99 |",
-            "|---|---|---|---|---|---|---|",
-        ]
+            ["path", "requests", "failures", "req/s", "p50", "p95", "p99"],
+        )
         for name in ("cache_hit", "reasoning_free"):
             lines.append(_load_row(name.replace("_", "-"), h[name], 2))
         lines.append("")
     if "catalog" in s:
         cat = s["catalog"]
-        lines += [
-            "## 5. Catalog scale",
-            "",
+        lines += ["## 5. Catalog scale", ""]
+        lines += _table(
             f"Synthetic clustered unit vectors, dim {cat['dim']}, {cat['queries']} single queries, top-10.",
-            "",
-            "| items | index | build s | search p50 | p99 | recall@10 vs exact |",
-            "|---|---|---|---|---|---|",
-        ]
+            ["items", "index", "build s", "search p50", "p99", "recall@10 vs exact"],
+        )
         for row in cat["rows"]:
+            items, index = f"{row['items']:,}", f"{row['index']}"
             if "skipped" in row:
-                lines.append(f"| {row['items']:,} | {row['index']} | - | - | - | skipped: {row['skipped']} |")
+                lines.append(_row(items, index, "-", "-", "-", f"skipped: {row['skipped']}"))
             else:
-                lines.append(
-                    f"| {row['items']:,} | {row['index']} | {row['build_s']} | {row['search']['p50_ms']:.3f} | "
-                    f"{row['search']['p99_ms']:.3f} | {row['recall_at_10']:.3f} |"
-                )
+                search = row["search"]
+                cells = [f"{row['build_s']}", f"{search['p50_ms']:.3f}", f"{search['p99_ms']:.3f}"]
+                lines.append(_row(items, index, *cells, f"{row['recall_at_10']:.3f}"))
         lines.append("")
     return "\n".join(lines) + "\n"
 
