@@ -24,6 +24,7 @@ from r2ec.metrics import KS, summarize
 from r2ec.recommender import Recommender
 
 T = TypeVar("T")
+TOP_RECORDED = 10  # ranked items kept per sample in the details file
 
 
 def select_samples(samples: Sequence[T], limit: int | None, seed: int = 0) -> list[T]:
@@ -44,6 +45,7 @@ class SampleResult:
     copied_lines: int = 0  # reasoning lines that repeat a line of the prompt verbatim
     reasoning_lines: int = 0
     finish_reason: str | None = None
+    top: tuple[str, ...] = ()  # the ranked item ids (best first), to compare two runs sample by sample
 
 
 def copied_lines(reasoning: str, prompt: str) -> tuple[int, int]:
@@ -79,6 +81,7 @@ async def rank_of_target(
         copied,
         lines,
         uv.generation.finish_reason if uv.generation else None,
+        tuple(recommender.catalog.items[int(r)].item_id for r in ranked.rows[:TOP_RECORDED]),
     )
 
 
@@ -150,8 +153,33 @@ def write_results(path: Path, summary: dict[str, Any], results: Sequence[SampleR
                         "finish_reason": r.finish_reason,
                         "copied_lines": r.copied_lines,
                         "reasoning": r.reasoning,
+                        "top": list(r.top),
                     },
                     ensure_ascii=False,
                 )
                 + "\n"
             )
+
+
+def compare_details(a: Path, b: Path, k: int = TOP_RECORDED) -> dict[str, Any]:
+    """Two evaluations' details files (``*.samples.jsonl``) sample by sample: how much of the top ``k`` they share,
+    how often their reasoning is identical, and each one's NDCG@10 over the samples both scored."""
+
+    def load(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+        rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        return {(r["user_id"], r["target"]): r for r in rows}
+
+    left, right = load(a), load(b)
+    both = sorted(set(left) & set(right))
+    if not both:
+        raise ValueError("the two files share no sample")
+    if any(len(left[key].get("top", [])) < k or len(right[key].get("top", [])) < k for key in both):
+        raise ValueError(f"a sample has fewer than {k} recorded items (details written before they were recorded?)")
+    overlap = [len(set(left[key]["top"][:k]) & set(right[key]["top"][:k])) / k for key in both]
+    return {
+        "samples": len(both),
+        f"top{k}_overlap_mean": round(sum(overlap) / len(overlap), 4),
+        f"top{k}_identical": sum(1 for key in both if left[key]["top"][:k] == right[key]["top"][:k]),
+        "same_reasoning": sum(1 for key in both if left[key].get("reasoning") == right[key].get("reasoning")),
+        "ndcg@10": [summarize([side[key]["rank"] for key in both])["ndcg@10"] for side in (left, right)],
+    }
