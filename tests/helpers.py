@@ -7,7 +7,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,28 @@ def export_tiny(base: Path, data: Path, out: Path, domain: str = "movies", **ext
     for key, value in extra.items():
         setattr(config, key, value)
     return run_export(config)
+
+
+def split_samples(dataset_dir: Path, n: int) -> list[Any]:
+    """The first ``n`` test samples of the dataset's temporal split."""
+    from model_export.data.splits import temporal_split
+
+    return temporal_split(Dataset.load(dataset_dir).timelines())["test"][:n]
+
+
+@contextlib.asynccontextmanager
+async def transformers_recommender(bundle_dir: Path) -> AsyncIterator[tuple[Any, Any]]:
+    """The loaded bundle and its recommender on a started transformers engine, closed on exit."""
+    from model_export.bundle import load_bundle
+    from r2ec.engine.hf import TransformersEngine
+
+    bundle = load_bundle(bundle_dir)
+    engine = TransformersEngine(bundle.model_dir, bundle.tokenizer)
+    await engine.start()
+    try:
+        yield bundle, bundle.recommender(engine)
+    finally:
+        await engine.close()
 
 
 class ServerThread:

@@ -4,22 +4,15 @@ import numpy as np
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
-from model_export.bundle import load_bundle
-from model_export.data.format import Dataset
-from model_export.data.splits import temporal_split
 from model_export.evaluate import evaluate, select_samples
 from r2ec.engine.base import GenerationOptions
-from r2ec.engine.hf import TransformersEngine
 from r2ec.metrics import summarize
+from tests.helpers import split_samples, transformers_recommender
 
 
 async def test_evaluator_ranks_by_full_catalog_cosine_with_history_excluded(tiny_bundle, dataset_dir):
-    b = load_bundle(tiny_bundle)
-    engine = TransformersEngine(b.model_dir, b.tokenizer)
-    await engine.start()
-    try:
-        rec = b.recommender(engine)
-        samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:5]
+    async with transformers_recommender(tiny_bundle) as (b, rec):
+        samples = split_samples(dataset_dir, 5)
         summary, results = await evaluate(
             rec, samples, GenerationOptions(max_tokens=4), reasoning=False, progress=False
         )
@@ -35,8 +28,6 @@ async def test_evaluator_ranks_by_full_catalog_cosine_with_history_excluded(tiny
             ranks.append(rank if rank < 20 else None)
         assert [r.rank for r in results] == ranks
         assert summary["metrics"] == summarize(ranks)
-    finally:
-        await engine.close()
 
 
 def test_select_samples_is_fixed_and_ordered():

@@ -7,13 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from model_export.bundle import load_bundle
-from model_export.data.format import Dataset
-from model_export.data.splits import temporal_split
 from model_export.evaluate import rank_of_target
 from r2ec.engine.base import GenerationOptions
-from r2ec.engine.hf import TransformersEngine
-from tests.helpers import sse_events
+from tests.helpers import split_samples, sse_events, transformers_recommender
 
 HISTORY = [
     {"item_id": "100", "rating": 5, "timestamp": 1_600_000_000},
@@ -133,42 +129,33 @@ def _metric(server, name: str) -> float:
 
 
 async def test_service_ranks_exactly_as_the_offline_evaluator(server, tiny_bundle, dataset_dir):
-    b = load_bundle(tiny_bundle)
-    engine = TransformersEngine(b.model_dir, b.tokenizer)
-    await engine.start()
-    try:
-        rec = b.recommender(engine)
-        samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:4]
-        async with httpx.AsyncClient(timeout=120) as client:
-            for reasoning in (True, False):
-                for s in samples:
-                    offline = await rank_of_target(rec, s, GenerationOptions(max_tokens=6), reasoning, k=20)
-                    ranked = rec.rank_rows(
-                        (
-                            await rec.user_vector(s.history, s.now, GenerationOptions(max_tokens=6), "x", reasoning)
-                        ).vector,
-                        s.history,
-                        20,
-                    )
-                    body = {
-                        "history": [
-                            {"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in s.history
-                        ],
-                        "k": 20,
-                        "reasoning": reasoning,
-                        "max_reasoning_tokens": 6,
-                        "as_of": s.now,
-                        "use_cache": False,
-                    }
-                    r = await client.post(server.url + "/v1/recommend", json=body)
-                    got = [i["item_id"] for i in r.json()["items"]]
-                    assert got == [b.catalog.items[int(x)].item_id for x in ranked.rows]
-                    target_rank = got.index(s.target.item_id) if s.target.item_id in got else None
-                    assert target_rank == offline.rank
-                    if reasoning:
-                        assert r.json()["reasoning"] == offline.reasoning
-    finally:
-        await engine.close()
+    async with transformers_recommender(tiny_bundle) as (b, rec), httpx.AsyncClient(timeout=120) as client:
+        samples = split_samples(dataset_dir, 4)
+        for reasoning in (True, False):
+            for s in samples:
+                offline = await rank_of_target(rec, s, GenerationOptions(max_tokens=6), reasoning, k=20)
+                ranked = rec.rank_rows(
+                    (await rec.user_vector(s.history, s.now, GenerationOptions(max_tokens=6), "x", reasoning)).vector,
+                    s.history,
+                    20,
+                )
+                body = {
+                    "history": [
+                        {"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in s.history
+                    ],
+                    "k": 20,
+                    "reasoning": reasoning,
+                    "max_reasoning_tokens": 6,
+                    "as_of": s.now,
+                    "use_cache": False,
+                }
+                r = await client.post(server.url + "/v1/recommend", json=body)
+                got = [i["item_id"] for i in r.json()["items"]]
+                assert got == [b.catalog.items[int(x)].item_id for x in ranked.rows]
+                target_rank = got.index(s.target.item_id) if s.target.item_id in got else None
+                assert target_rank == offline.rank
+                if reasoning:
+                    assert r.json()["reasoning"] == offline.reasoning
 
 
 def test_concurrent_requests_are_batched_and_all_succeed(server):
