@@ -1,89 +1,23 @@
 """Transformers backend: the embedded default that runs anywhere, and the numerical reference.
 
-One worker thread owns the model. Concurrent generation requests are grouped into a batch (up to ``max_batch``,
-waiting at most ``batch_wait_s`` for company), sorted by prompt length so that similar lengths share a batch,
-left-padded and decoded step by step with a KV cache; each row stops on its own at ``<answer>``, EOS or its token
-budget. Encoding requests are served between decode steps so that a finished request's capture never waits for
-another batch's whole generation.
+One worker thread owns the model (``r2ec.engine.hf_batch``): concurrent generation requests are batched and decoded
+step by step with a KV cache, each row answered as soon as it stops; encoding requests are served between decode
+steps. This module is the engine's public side: lifecycle, admission, and the asyncio API over the worker's queues.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
-import threading
-import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from r2ec import ANSWER
-from r2ec.encoder import encode as encode_sequences
-from r2ec.encoder import pad_id_of
-from r2ec.engine.base import (
-    Delta,
-    Engine,
-    EngineClosed,
-    EngineOverloaded,
-    Generation,
-    GenerationEvent,
-    GenerationOptions,
-    StageTimes,
-)
-from r2ec.engine.reasoning import ReasoningStream
-from r2ec.engine.sampling import choose_token
-from r2ec.models import load_causal_lm, stop_token_ids, torch_dtype  # noqa: F401  (torch_dtype re-exported)
-
-
-@dataclass
-class _GenJob:
-    prompt_ids: list[int]
-    options: GenerationOptions
-    request_id: str
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[GenerationEvent | BaseException]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    enqueued: float = field(default_factory=time.perf_counter)
-
-    def emit(self, event: GenerationEvent | BaseException) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-
-
-@dataclass
-class _EncJob:
-    sequences: list[list[int]]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[np.ndarray]
-
-    def resolve(self, value: np.ndarray | BaseException) -> None:
-        def _set() -> None:
-            if self.future.done():
-                return
-            if isinstance(value, BaseException):
-                self.future.set_exception(value)
-            else:
-                self.future.set_result(value)
-
-        self.loop.call_soon_threadsafe(_set)
-
-
-@dataclass
-class _Row:
-    job: _GenJob
-    generator: torch.Generator | None
-    stream: ReasoningStream
-    generated: list[int] = field(default_factory=list)
-    done: bool = False
-    reason: str = ""
-    text: str = ""
-    error: BaseException | None = None
-    finished: bool = False  # its Generation was emitted
-    final_state: np.ndarray | None = None
+from r2ec.engine.base import Engine, EngineClosed, EngineOverloaded, Generation, GenerationEvent, GenerationOptions
+from r2ec.engine.hf_batch import BatchWorker, EncJob, GenJob
+from r2ec.models import load_causal_lm, torch_dtype  # noqa: F401  (torch_dtype re-exported)
 
 
 class TransformersEngine(Engine):
@@ -112,47 +46,46 @@ class TransformersEngine(Engine):
         self.encode_batch_size = encode_batch_size
         self.answer = answer
         self.model = model
-        self._gen_q: queue.Queue[_GenJob] = queue.Queue()
-        self._enc_q: queue.Queue[_EncJob] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._running_rows = 0
-        self._peak_rows = 0
-        self._batches = 0
-        self._failed: BaseException | None = None
-        self.pad_id = pad_id_of(tokenizer)
-        self._stop_ids: set[int] = set()
+        self._worker = BatchWorker(
+            tokenizer,
+            answer,
+            max_batch=max_batch,
+            batch_wait_s=batch_wait_s,
+            encode_batch_size=encode_batch_size,
+            on_token=self._count_token,
+        )
+
+    def _count_token(self) -> None:
+        self.generated_tokens += 1
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self.model is None:
             self.model = await asyncio.to_thread(load_causal_lm, self.model_dir, self.dtype, self.device)
-        self._stop_ids = stop_token_ids(self.tokenizer, self.model)
-        self._thread = threading.Thread(target=self._worker, name="r2ec-transformers", daemon=True)
-        self._thread.start()
+        self._worker.start(self.model)
 
     async def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
+        self._worker.stop()
+        await asyncio.to_thread(self._worker.join, 30)
 
     @property
     def ready(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._failed is None
+        return self._worker.alive
 
     def stats(self) -> dict[str, Any]:
+        w = self._worker
         return {
-            "queued": self._gen_q.qsize(),
-            "running": self._running_rows,
-            "peak_batch": self._peak_rows,
-            "batches": self._batches,
-            "encode_queued": self._enc_q.qsize(),
+            "queued": w.gen_q.qsize(),
+            "running": w.running_rows,
+            "peak_batch": w.peak_rows,
+            "batches": w.batches,
+            "encode_queued": w.enc_q.qsize(),
         }
 
     def _admit(self) -> None:
         if not self.ready:
-            raise EngineClosed(f"transformers engine is not running ({self._failed!r})")
-        if self._gen_q.qsize() >= self.max_queue:
+            raise EngineClosed(f"transformers engine is not running ({self._worker.failed!r})")
+        if self._worker.gen_q.qsize() >= self.max_queue:
             raise EngineOverloaded(f"generation queue is full ({self.max_queue})")
 
     # -- public API ------------------------------------------------------------------------------------------
@@ -161,8 +94,8 @@ class TransformersEngine(Engine):
     ) -> AsyncIterator[GenerationEvent]:
         self._admit()
         loop = asyncio.get_running_loop()
-        job = _GenJob(list(prompt_ids), options, request_id, loop, asyncio.Queue())
-        self._gen_q.put(job)
+        job = GenJob(list(prompt_ids), options, request_id, loop, asyncio.Queue())
+        self._worker.gen_q.put(job)
         try:
             while True:
                 event = await job.events.get()
@@ -179,188 +112,6 @@ class TransformersEngine(Engine):
         if not self.ready:
             raise EngineClosed("transformers engine is not running")
         loop = asyncio.get_running_loop()
-        job = _EncJob([list(s) for s in sequences], loop, loop.create_future())
-        self._enc_q.put(job)
+        job = EncJob([list(s) for s in sequences], loop, loop.create_future())
+        self._worker.enc_q.put(job)
         return await job.future
-
-    # -- worker thread ---------------------------------------------------------------------------------------
-    def _worker(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._drain_encodes()
-                try:
-                    first = self._gen_q.get(timeout=0.01)
-                except queue.Empty:
-                    continue
-                batch = [first]
-                deadline = time.perf_counter() + self.batch_wait_s
-                while len(batch) < self.max_batch:
-                    remaining = deadline - time.perf_counter()
-                    try:
-                        batch.append(
-                            self._gen_q.get(timeout=max(remaining, 0)) if remaining > 0 else self._gen_q.get_nowait()
-                        )
-                    except queue.Empty:
-                        break
-                batch = [j for j in batch if not j.cancelled.is_set()]
-                if batch:
-                    batch.sort(key=lambda j: len(j.prompt_ids))
-                    self._generate_batch(batch)
-        except BaseException as exc:  # the thread must report, never die silently
-            self._failed = exc
-            self._fail_pending(exc)
-            raise
-
-    def _fail_pending(self, exc: BaseException) -> None:
-        while True:
-            try:
-                self._gen_q.get_nowait().emit(EngineClosed(str(exc)))
-            except queue.Empty:
-                break
-        while True:
-            try:
-                self._enc_q.get_nowait().resolve(EngineClosed(str(exc)))
-            except queue.Empty:
-                break
-
-    def _drain_encodes(self) -> None:
-        jobs: list[_EncJob] = []
-        while True:
-            try:
-                jobs.append(self._enc_q.get_nowait())
-            except queue.Empty:
-                break
-        if not jobs:
-            return
-        flat = [seq for job in jobs for seq in job.sequences]
-        try:
-            vectors = encode_sequences(self.model, flat, self.pad_id, batch_size=self.encode_batch_size)
-        except Exception as exc:
-            for job in jobs:
-                job.resolve(exc)
-            return
-        start = 0
-        for job in jobs:
-            job.resolve(vectors[start : start + len(job.sequences)])
-            start += len(job.sequences)
-
-    @torch.inference_mode()
-    def _generate_batch(self, jobs: list[_GenJob]) -> None:
-        model = self.model
-        assert model is not None
-        device = next(model.parameters()).device
-        rows = []
-        for job in jobs:
-            gen = None
-            if not job.options.greedy:
-                gen = torch.Generator(device="cpu")
-                gen.manual_seed(job.options.seed if job.options.seed is not None else int(time.time_ns() % (2**63)))
-            rows.append(_Row(job, gen, ReasoningStream(self.answer)))
-        longest = max(len(j.prompt_ids) for j in jobs)
-        ids = torch.full((len(jobs), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(jobs), longest), dtype=torch.long)
-        for r, job in enumerate(jobs):
-            n = len(job.prompt_ids)
-            ids[r, longest - n :] = torch.tensor(job.prompt_ids, dtype=torch.long)
-            mask[r, longest - n :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        started = time.perf_counter()
-        self._running_rows = len(rows)
-        self._peak_rows = max(self._peak_rows, len(rows))
-        self._batches += 1
-        try:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-            past = out.past_key_values
-            logits = out.logits[:, -1, :]
-            step_positions = positions[:, -1:]
-            max_steps = max(j.options.max_tokens for j in jobs)
-            for _ in range(max_steps):
-                next_ids = []
-                # Rows that end at <answer> in this step: the forward below feeds their last token anyway, and
-                # its post-norm state at that token is their user vector (when it re-tokenises to itself).
-                capture: list[int] = []
-                for r, row in enumerate(rows):
-                    if row.done:
-                        next_ids.append(self.pad_id)
-                        continue
-                    if row.job.cancelled.is_set():
-                        row.done, row.reason = True, "aborted"
-                        next_ids.append(self.pad_id)
-                        continue
-                    try:
-                        token = choose_token(logits[r], row.job.options, row.generator)
-                    except Exception as exc:  # this row's own fault: it fails alone, its batch goes on
-                        row.done, row.reason, row.error = True, "error", exc
-                        row.job.emit(exc)
-                        next_ids.append(self.pad_id)
-                        continue
-                    row.generated.append(token)
-                    self.generated_tokens += 1
-                    next_ids.append(token)
-                    self._advance(row, token)
-                    if row.done and row.reason == "answer":
-                        capture.append(r)
-                # A finished request never waits for its batch: answered now (those at <answer> after the forward).
-                for r, row in enumerate(rows):
-                    if row.done and not row.finished and row.error is None and r not in capture:
-                        self._finish(row, started)
-                if all(row.done for row in rows) and not capture:
-                    break
-                self._drain_encodes()
-                step_positions = step_positions + 1
-                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
-                out = model(
-                    input_ids=torch.tensor(next_ids, dtype=torch.long, device=device).unsqueeze(1),
-                    attention_mask=mask,
-                    position_ids=step_positions,
-                    past_key_values=past,
-                    use_cache=True,
-                    output_hidden_states=bool(capture),
-                )
-                past = out.past_key_values
-                logits = out.logits[:, -1, :]
-                for r in capture:
-                    rows[r].final_state = out.hidden_states[-1][r, -1].float().cpu().numpy()
-                    self._finish(rows[r], started)
-                if all(row.done for row in rows):
-                    break
-            for row in rows:
-                if not row.done:
-                    row.done, row.reason = True, "length"
-                if row.error is None and not row.finished:
-                    self._finish(row, started)
-        except Exception as exc:
-            for row in rows:
-                row.job.emit(exc)
-        finally:
-            self._running_rows = 0
-
-    def _advance(self, row: _Row, token: int) -> None:
-        """Update a row after it produced ``token``: stream the new safe text, decide whether it is done."""
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
-        row.text = text
-        delta = row.stream.update(text)
-        if delta:
-            row.job.emit(Delta(delta))
-        if row.job.options.fixed_length:
-            if len(row.generated) >= row.job.options.max_tokens:
-                row.done, row.reason = True, "length"
-        elif row.stream.reached_answer(text):
-            row.done, row.reason = True, "answer"
-        elif token in self._stop_ids:
-            row.done, row.reason = True, "eos"
-        elif len(row.generated) >= row.job.options.max_tokens:
-            row.done, row.reason = True, "length"
-
-    def _finish(self, row: _Row, started: float) -> None:
-        row.finished = True
-        reasoning, rest, _ = row.stream.finish(row.text)
-        if rest:
-            row.job.emit(Delta(rest))
-        now = time.perf_counter()
-        timings = StageTimes(queue_s=started - row.job.enqueued, generation_s=now - started)
-        with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
-            row.job.emit(
-                Generation(reasoning, len(row.generated), row.reason, timings, list(row.generated), row.final_state)
-            )
