@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,15 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import r2ec
 from r2ec import logs
 from r2ec.index import check_device, place_index
-from service.auth import check_bearer
 from service.cache import LocalResultCache, RedisResultCache
 from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
 from service.metrics import Metrics
+from service.middleware import RequestContext
 from service.redis_conn import RedisConnection
 from service.routers import items, ops, recommend, users
 from service.serving import RecommendService
@@ -34,131 +29,6 @@ from service.state import ServiceState
 from service.user_store import LocalUserStore, RedisUserStore
 
 log = logs.get(__name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RequestContext:
-    """Pure ASGI middleware (safe with streaming and cancellation): request id, timing header, body limit,
-    the drain gate for /v1, and per-route request metrics."""
-
-    def __init__(self, app: ASGIApp, state: ServiceState):
-        self.app = app
-        self.state = state
-
-    async def _reply(self, send: Send, err: ApiError, rid: str, close: bool = False) -> None:
-        response = error_response(err, rid)
-        extra = [(b"connection", b"close")] if close else []
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [*response.raw_headers, (b"x-request-id", rid.encode()), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        rid = headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(rid):
-            rid = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
-        path: str = scope["path"]
-        status_holder = {"status": 500}
-        limit = self.state.settings.max_body_bytes
-        metrics = self.state.metrics
-
-        def route_label() -> str:
-            route = scope.get("route")
-            return getattr(route, "path", None) or ("/v1/*" if path.startswith("/v1") else "other")
-
-        def observe() -> None:
-            label = route_label()
-            metrics.requests.labels(label, str(status_holder["status"])).inc()
-            metrics.latency.labels(label).observe(time.perf_counter() - started)
-
-        if path.startswith("/v1"):
-            # Auth before anything else, the body included: an unauthenticated client learns nothing (no 400/422).
-            try:
-                scope["state"]["tenant"] = check_bearer(self.state.settings.api_keys, headers.get("authorization", ""))
-            except ApiError as denied:
-                status_holder["status"] = denied.status
-                await self._reply(send, denied, rid)
-                observe()
-                return
-        if path.startswith("/v1") and self.state.draining:
-            status_holder["status"] = 503
-            await self._reply(send, ApiError(ErrorType.DRAINING, "the server is shutting down"), rid)
-            observe()
-            return
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            status_holder["status"] = 413
-            await self._reply(send, ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), rid)
-            observe()
-            return
-
-        replay: list[Message] = []
-        if scope["method"] in ("POST", "PUT", "PATCH"):
-            # Read the body up front (bounded by the limit) so an oversized chunked upload gets a clean 413.
-            received = 0
-            body_deadline = asyncio.get_running_loop().time() + self.state.settings.body_timeout_s
-            while True:
-                try:
-                    async with asyncio.timeout_at(body_deadline):
-                        message = await receive()
-                except TimeoutError:
-                    status_holder["status"] = 408
-                    late = ApiError(ErrorType.REQUEST_TIMEOUT, "the request body did not arrive in time")
-                    await self._reply(send, late, rid, close=True)
-                    observe()
-                    return
-                replay.append(message)
-                if message["type"] != "http.request":
-                    break
-                received += len(message.get("body", b""))
-                if received > limit:
-                    status_holder["status"] = 413
-                    await self._reply(send, ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), rid)
-                    observe()
-                    return
-                if not message.get("more_body", False):
-                    break
-
-        async def replaying_receive() -> Message:
-            if replay:
-                return replay.pop(0)
-            return await receive()
-
-        started_response = {"sent": False}
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started_response["sent"] = True
-                status_holder["status"] = message["status"]
-                extra = [
-                    (b"x-request-id", rid.encode()),
-                    (b"x-total-time-ms", f"{(time.perf_counter() - started) * 1000:.1f}".encode()),
-                ]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        try:
-            await self.app(scope, replaying_receive, send_with_headers)
-        except asyncio.CancelledError:
-            # Cancelled by the shutdown (drain deadline or a second signal): answer in the error shape, not
-            # uvicorn's plain-text 500, if nothing was sent yet.
-            if not started_response["sent"]:
-                status_holder["status"] = 503
-                with contextlib.suppress(Exception):
-                    await self._reply(send, ApiError(ErrorType.DRAINING, "the server shut down first"), rid)
-            raise
-        finally:
-            observe()
 
 
 def _request_id(request: Request) -> str | None:
