@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import r2ec
 from r2ec import logs
+from r2ec.engine.base import Engine
 from r2ec.index import check_device, place_index
 from service.cache import LocalResultCache, RedisResultCache
 from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
@@ -92,6 +93,7 @@ async def load_components(
     """
     from r2ec.bundle import load_bundle
     from r2ec.engine.factory import EngineSettings, build_engine
+    from r2ec.engine.selection import Candidate, candidates, start_first
 
     s = state.settings
     check_device(s.index_device)  # before minutes of model loading: a missing GPU is a start-up error
@@ -107,19 +109,29 @@ async def load_components(
     log.info("index placed", extra={"kind": bundle.index_spec.kind, **placement.to_dict()})
     state.bundle = bundle  # serving defaults (dtype, reasoning budget) come from it
     tokenizer = await asyncio.to_thread(lambda: bundle.tokenizer)
-    # 429 has one source, admission (service.serving): the engine's own queue bound sits above it, a safety net.
-    engine_settings = EngineSettings.from_settings(s, dtype=state.dtype, max_queue=max(256, 2 * s.max_queue))
-    engine = (engine_factory or build_engine)(bundle.model_dir, tokenizer, engine_settings, bundle.templates.answer)
-    await engine.start()
+    build = engine_factory or build_engine
+
+    def make(c: Candidate) -> Engine:
+        # 429 has one source, admission (service.serving): the engine's own queue bound sits above it, a safety net.
+        settings = EngineSettings.from_settings(
+            s, backend=c.backend, dtype=c.dtype, max_queue=max(256, 2 * s.max_queue)
+        )
+        return build(bundle.model_dir, tokenizer, settings, bundle.templates.answer)
+
+    plan = candidates(s.backend, s.dtype, bundle.generation.dtype, s.device)
+    state.selection = await start_first(plan, make, lambda engine: engine.start())
+    state.metrics.engine_start.labels(state.selection.backend, state.selection.dtype).set(state.selection.start_s)
     state.bundle = bundle
-    state.engine = engine
-    state.recommender = bundle.recommender(engine)
+    state.engine = state.selection.engine
+    state.recommender = bundle.recommender(state.engine)
     log.info(
         "ready",
         extra={
             "bundle": bundle.name,
             "bundle_version": bundle.version,
-            "backend": s.backend,
+            "backend": state.selection.backend,
+            "dtype": state.selection.dtype,
+            "engine_start_s": round(state.selection.start_s, 2),
             "items": len(bundle.catalog),
         },
     )

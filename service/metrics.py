@@ -39,6 +39,9 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("r2ec_ready", "1 when the service accepts /v1 traffic.", registry=r)
+        self.engine_start = Gauge(
+            "r2ec_engine_start_seconds", "How long the serving engine took to start.", ["backend", "dtype"], registry=r
+        )
 
     def sync_tokens(self, engine_total: int) -> None:
         """Bring the token counter up to the engine's total (which counts aborted generations too)."""

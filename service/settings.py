@@ -20,8 +20,15 @@ class Settings(BaseSettings, EngineFields):
     bundle: Path | None = Field(None, description="Bundle directory; empty = the demo bundle (built on first use).")
     verify_bundle: bool = Field(True, description="Check every bundle checksum at start.")
     # engine (its other fields: EngineFields)
-    dtype: str | None = Field(  # type: ignore[assignment]  # None: the bundle's
-        None, description="Model dtype: float32, bfloat16, float16; empty = the bundle's (generation.dtype)."
+    backend: Literal["auto", "transformers", "vllm"] = Field(  # type: ignore[assignment]  # auto: selection
+        "auto",
+        description="Inference backend: auto (vLLM, falling back to transformers if it cannot start), vllm or "
+        "transformers.",
+    )
+    dtype: str | None = Field(  # type: ignore[assignment]  # None: auto
+        None,
+        description="Model dtype: float32, bfloat16, float16; empty or auto = bfloat16 where the device computes it "
+        "natively, else the bundle's (generation.dtype).",
     )
     threads: int | None = Field(None, description="Torch CPU threads (default: all cores).")
     max_queue: int = Field(64, description="Requests admitted beyond which /v1/recommend answers 429.")

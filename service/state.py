@@ -10,6 +10,7 @@ from fastapi import Request
 
 from r2ec.bundle import Bundle
 from r2ec.engine.base import Engine
+from r2ec.engine.selection import Selection
 from r2ec.recommender import Recommender
 from service.cache import ResultCache
 from service.metrics import Metrics
@@ -35,6 +36,7 @@ class ServiceState:
     inflight: int = 0
     startup_error: str | None = None
     index_placement: dict[str, str] | None = None
+    selection: Selection | None = None  # the engine that serves, and what was tried before it
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def store_state(self) -> dict[str, Any]:
@@ -44,11 +46,14 @@ class ServiceState:
         return {"kind": "local" if self.users is not None else None, "healthy": self.users is not None}
 
     @property
-    def dtype(self) -> str:
-        """The flag if given, else the bundle's recorded serving dtype."""
-        if self.settings.dtype:
-            return self.settings.dtype
-        return self.bundle.generation.dtype if self.bundle is not None else "float32"
+    def dtype(self) -> str | None:
+        """The dtype the engine runs in (None before one started)."""
+        return self.selection.dtype if self.selection is not None else None
+
+    @property
+    def backend(self) -> str:
+        """The backend that serves; before one started, the one asked for (auto included)."""
+        return self.selection.backend if self.selection is not None else self.settings.backend
 
     @property
     def default_reasoning_tokens(self) -> int:

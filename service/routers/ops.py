@@ -53,7 +53,8 @@ async def ready(request: Request) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "ready" if st.ready else ("draining" if st.draining else "not_ready"),
         "engine": {
-            "backend": st.settings.backend,
+            "backend": st.backend,
+            "dtype": st.dtype,
             "ready": bool(st.engine is not None and st.engine.ready),
             **(st.engine.stats() if st.engine is not None else {}),
         },
@@ -87,8 +88,9 @@ async def info(request: Request) -> dict[str, Any]:
     return {
         "service": "r2ec-serve",
         "version": r2ec.__version__,
-        "backend": st.settings.backend,
+        "backend": st.backend,
         "dtype": st.dtype,
+        "engine": st.selection.to_dict() if st.selection is not None else None,
         "capture": st.engine.stats().get("capture") if st.engine is not None else None,
         "bundle": None
         if b is None

@@ -8,7 +8,9 @@ from tests.helpers import ServerThread
 
 
 def make_server(bundle, **overrides) -> ServerThread:
-    settings = Settings(bundle=bundle, threads=2, **overrides)
+    """A server on ``bundle``; transformers in float32 unless ``backend`` / ``dtype`` say otherwise (service
+    behaviour is tested on the reference engine; the default selection has its own tests)."""
+    settings = Settings(bundle=bundle, threads=2, **{"backend": "transformers", "dtype": "float32", **overrides})
     return ServerThread(create_app(settings))
 
 

@@ -32,7 +32,7 @@ def test_export_of_an_authors_domain_records_their_defaults(authors_bundle, tiny
 
 
 def test_service_serves_the_bundle_defaults_and_flags_win(authors_bundle):
-    srv = make_server(authors_bundle).start()
+    srv = make_server(authors_bundle, dtype=None).start()  # the authors' bfloat16, native here or not
     try:
         info = httpx.get(srv.url + "/info").json()
         assert info["dtype"] == "bfloat16"
@@ -59,5 +59,46 @@ def test_budget_cap_is_bounded_by_the_context(tiny_bundle):
             srv.url + "/v1/recommend", json={"history": [{"item_id": "100"}], "max_reasoning_tokens": 301}, timeout=60
         )
         assert r.status_code == 422 and r.json()["error"]["field"] == "max_reasoning_tokens"
+    finally:
+        srv.stop()
+
+
+@pytest.mark.vllm
+def test_the_default_engine_is_vllm_in_native_bfloat16_where_the_cpu_has_it(tiny_bundle):
+    """No backend or dtype given: vLLM serves, in bfloat16 where the processor computes it natively."""
+    from r2ec.engine.selection import native_bf16
+
+    srv = make_server(
+        tiny_bundle, backend="auto", dtype=None, max_reasoning_tokens=64, default_reasoning_tokens=8
+    ).start(timeout=300)
+    try:
+        info = httpx.get(srv.url + "/info").json()
+        expected = "bfloat16" if native_bf16() else load_bundle(tiny_bundle).generation.dtype
+        assert (info["backend"], info["dtype"]) == ("vllm", expected)
+        assert [a["error"] for a in info["engine"]["attempts"]] == [None] and info["engine"]["start_s"] > 0
+        assert info["capture"] == "runner-v1:compute_logits"
+        r = httpx.post(srv.url + "/v1/recommend", json={"history": [{"item_id": "100"}], "k": 3}, timeout=120)
+        assert r.status_code == 200 and len(r.json()["items"]) == 3
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert f'r2ec_engine_start_seconds{{backend="vllm",dtype="{expected}"}}' in metrics
+    finally:
+        srv.stop()
+
+
+@pytest.mark.vllm
+def test_auto_falls_back_to_transformers_when_vllm_cannot_start(tiny_bundle):
+    """A context longer than the model allows stops vLLM at start (a real failure); transformers takes over."""
+    srv = make_server(
+        tiny_bundle, backend="auto", dtype="float32", max_model_len=1_000_000, default_reasoning_tokens=8
+    ).start(timeout=300)
+    try:
+        info = httpx.get(srv.url + "/info").json()
+        attempts = info["engine"]["attempts"]
+        assert (info["backend"], info["dtype"]) == ("transformers", "float32")
+        assert [a["backend"] for a in attempts] == ["vllm", "transformers"]
+        assert attempts[0]["error"] and attempts[1]["error"] is None
+        assert httpx.get(srv.url + "/ready").json()["engine"]["backend"] == "transformers"
+        r = httpx.post(srv.url + "/v1/recommend", json={"history": [{"item_id": "100"}], "k": 3}, timeout=120)
+        assert r.status_code == 200
     finally:
         srv.stop()
