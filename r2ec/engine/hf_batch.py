@@ -23,7 +23,7 @@ import torch
 from r2ec.encoder import encode as encode_sequences
 from r2ec.encoder import pad_id_of
 from r2ec.engine.base import Delta, EngineClosed, Generation, GenerationEvent, GenerationOptions, StageTimes
-from r2ec.engine.reasoning import ReasoningStream
+from r2ec.engine.reasoning import IncrementalText, ReasoningStream
 from r2ec.engine.sampling import choose_token
 from r2ec.models import stop_token_ids
 
@@ -65,6 +65,7 @@ class _Row:
     job: GenJob
     generator: torch.Generator | None
     stream: ReasoningStream
+    detokenizer: IncrementalText
     generated: list[int] = field(default_factory=list)
     done: bool = False
     reason: str = ""
@@ -193,7 +194,7 @@ class BatchWorker:
             if not job.options.greedy:
                 gen = torch.Generator(device="cpu")
                 gen.manual_seed(job.options.seed if job.options.seed is not None else int(time.time_ns() % (2**63)))
-            rows.append(_Row(job, gen, ReasoningStream(self.answer)))
+            rows.append(_Row(job, gen, ReasoningStream(self.answer), IncrementalText(self.tokenizer)))
         longest = max(len(j.prompt_ids) for j in jobs)
         ids = torch.full((len(jobs), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), longest), dtype=torch.long)
@@ -276,7 +277,7 @@ class BatchWorker:
 
     def _advance(self, row: _Row, token: int) -> None:
         """Update a row after it produced ``token``: stream the new safe text, decide whether it is done."""
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        text = row.detokenizer.push(token)
         row.text = text
         delta = row.stream.update(text)
         if delta:
@@ -293,6 +294,7 @@ class BatchWorker:
 
     def _finish(self, row: _Row, started: float) -> None:
         row.finished = True
+        row.text = row.detokenizer.full()  # the one whole decode: the final text is exactly the tokenizer's
         reasoning, rest, _ = row.stream.finish(row.text)
         if rest:
             row.job.emit(Delta(rest))

@@ -9,6 +9,8 @@ emits the incomplete bytes; both backends end their text the same way here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from r2ec.prompts import cut_at_answer, stream_safe_prefix
 
 INCOMPLETE = "\ufffd"  # what a decode makes of the bytes of a character not yet complete
@@ -39,3 +41,37 @@ class ReasoningStream:
         rest = reasoning[self.emitted :] if len(reasoning) > self.emitted else ""
         self.emitted = max(self.emitted, len(reasoning))
         return reasoning, rest, found
+
+
+class IncrementalText:
+    """The text of a growing list of generated ids, decoding a short tail per token instead of everything.
+
+    Decoding all ids at every step costs O(n) per token, O(n^2) per generation. As in vLLM's and TGI's
+    detokenizers, each step decodes only the ids from ``prefix`` on (a few tokens of context, so that a
+    tokenizer that drops or merges leading spaces renders the boundary as in the whole text) and appends the
+    part beyond what those ids rendered before; text ending in a half-decoded character waits for its next
+    bytes. ``full()`` is the one whole decode, for the final text.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.text = ""
+        self.prefix = 0  # ids before this are rendered in ``text`` and need no context
+        self.read = 0  # ids before this are rendered in ``text``
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def push(self, token: int) -> str:
+        """Add ``token``; the text so far (complete characters only)."""
+        self.ids.append(token)
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        if len(after) > len(before) and not after.endswith(INCOMPLETE):
+            self.text += after[len(before) :]
+            self.prefix, self.read = self.read, len(self.ids)
+        return self.text
+
+    def full(self) -> str:
+        return self._decode(self.ids)
