@@ -36,6 +36,7 @@ from r2ec.prompts import history_window, item_text
 from r2ec.templates import PromptTemplates
 from training import persistence
 from training.base import TrainerBase
+from training.frozen_prefix import FrozenPrefix
 from training.traces import render_trace
 
 log = logs.get(__name__)
@@ -128,6 +129,10 @@ class SFTTrainer(TrainerBase):
         self.bank: torch.Tensor | None = None
         self.resume_state(resume)
         self.item_rows = [r for r in range(len(self.catalog)) if self.evidence.neighbors[r, 0] >= 0]
+        # Fixed sequences (the catalog, the validation samples) run the frozen lower layers once.
+        self.prefix = FrozenPrefix(self.model, self.pad)
+        self._states: dict[str, list[torch.Tensor]] = {}
+        self._prefix_checked = False
         answer_ids = self.tokenizer(templates.answer, add_special_tokens=False)["input_ids"]
         self.answer_len = len(answer_ids)
 
@@ -152,12 +157,34 @@ class SFTTrainer(TrainerBase):
         t = self.templates
         return [self.renderer.item_sequence_ids(t.item_prompt, item_text(self.catalog.items[r], t)) for r in rows]
 
+    def fixed_states(self, name: str, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor] | None:
+        """The frozen layers' output for a fixed set of sequences (the catalog, the validation samples), computed
+        once; None where the cached path cannot be used (every layer trains, or it does not match the model)."""
+        if not self.prefix.enabled:
+            return None
+        if name not in self._states:
+            if not self._prefix_checked:
+                self._prefix_checked = True
+                if not self.prefix.matches_full_forward(list(sequences[:4])):
+                    log.warning("frozen-prefix cache does not match the full forward; not used")
+                    self.prefix.enabled = False
+                    return None
+            log.info(
+                "caching frozen layers", extra={"set": name, "sequences": len(sequences), "below": self.prefix.start}
+            )
+            self._states[name] = self.prefix.states(sequences)
+        return self._states[name]
+
     def refresh_bank(self) -> torch.Tensor:
         self.model.eval()
         seqs = self.item_sequences(range(len(self.catalog)))
-        bar = tqdm(total=len(seqs), desc="item bank", unit="item", disable=not self.progress, leave=False)
-        vectors = encode(self.model, seqs, self.pad, batch_size=32, progress=bar.update)
-        bar.close()
+        states = self.fixed_states("items", seqs)
+        if states is not None:
+            vectors = self.prefix.encode(states)
+        else:
+            bar = tqdm(total=len(seqs), desc="item bank", unit="item", disable=not self.progress, leave=False)
+            vectors = encode(self.model, seqs, self.pad, batch_size=32, progress=bar.update)
+            bar.close()
         self.bank = torch.from_numpy(vectors)
         return self.bank
 
@@ -245,6 +272,10 @@ class SFTTrainer(TrainerBase):
 
     def live_item_vectors(self, rows: Sequence[int]) -> tuple[torch.Tensor, float]:
         """Normalised item vectors of catalog ``rows`` with gradients (the item tower), and the tokens it ran."""
+        states = self.fixed_states("items", self.item_sequences(range(len(self.catalog))))
+        if states is not None:  # the top layers only, from the cached output of the frozen ones
+            chosen = [states[r] for r in rows]
+            return F.normalize(self.prefix.forward_pooled(chosen).float(), dim=-1), float(sum(map(len, chosen)))
         device = next(self.model.parameters()).device
         ids, mask = pad_right(self.item_sequences(rows), self.pad, device)
         hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -309,7 +340,10 @@ class SFTTrainer(TrainerBase):
         bank = self.refresh_bank().numpy()
         self.model.eval()
         seqs = [self.user_sequence(s)[0] for s in self.valid_samples]
-        users = encode(self.model, seqs, self.pad, batch_size=8)
+        states = self.fixed_states("valid", seqs)
+        users = (
+            self.prefix.encode(states, batch_size=8) if states is not None else encode(self.model, seqs, self.pad, 8)
+        )
         ranks: list[int | None] = []
         for u, s in zip(users, self.valid_samples, strict=True):
             scores = bank @ u

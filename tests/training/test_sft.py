@@ -64,3 +64,19 @@ def test_the_item_tower_learns_the_collaborative_neighbourhoods(tiny_model_dir, 
     )
     off.refresh_bank()
     assert off.train_step(batch)["item_loss"] == 0.0
+
+
+def test_fixed_sequences_run_the_top_layers_only_and_give_the_same_bank(tiny_model_dir, dataset_dir, tmp_path):
+    from r2ec.encoder import encode
+
+    cfg = SFTConfig(batch_size=2, micro_batch=2, lora_top_layers=1, bf16=False)
+    trainer = SFTTrainer(
+        cfg, tiny_model_dir, dataset_dir, tmp_path / "run", domain_templates("movies_evidence"), progress=False
+    )
+    assert trainer.prefix.enabled and trainer.prefix.start == 1
+    bank = trainer.refresh_bank().numpy()
+    assert "items" in trainer._states  # the catalog's frozen-layer output is cached
+    full = encode(trainer.model, trainer.item_sequences(range(len(trainer.catalog))), trainer.pad)
+    assert float((bank * full).sum(axis=1).min()) > 0.99999
+    stats = trainer.train_step(trainer.train_samples[:2])
+    assert stats["item_loss"] > 0 and stats["rec_loss"] > 0
