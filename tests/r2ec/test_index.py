@@ -67,3 +67,25 @@ def test_info_and_ready_say_where_the_index_lives(tiny_bundle):
         assert "no GPU" in body["error"]
     finally:
         srv.stop()
+
+
+def test_ivf_trains_on_a_seeded_sample_of_a_large_catalog():
+    from r2ec.index import IVF_TRAIN_PER_LIST, exact_neighbours, ivf_training_sample, recall_at
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sample = ivf_training_sample(vectors, nlist=8)
+    assert sample.shape == (8 * IVF_TRAIN_PER_LIST, 16)
+    # Distinct rows of the catalog, the same ones every time (the seed is fixed).
+    assert len({row.tobytes() for row in sample}) == len(sample)
+    assert {row.tobytes() for row in sample} <= {row.tobytes() for row in vectors}
+    assert (ivf_training_sample(vectors, nlist=8) == sample).all()
+    assert ivf_training_sample(vectors[:300], nlist=8).shape == (300, 16)  # small catalogs train on every row
+    spec = IndexSpec(kind="ivf", nlist=8, nprobe=8)
+    a, b = build_index(vectors, spec), build_index(vectors, spec)
+    assert a.ntotal == 3000 and a.is_trained
+    q = vectors[:20]
+    assert (a.search(q, 10)[1] == b.search(q, 10)[1]).all()  # same sample, same index
+    truth = exact_neighbours(vectors, q, 10)
+    assert recall_at(a, vectors, q, 10, truth=truth) == recall_at(a, vectors, q, 10) == 1.0  # nprobe = nlist
