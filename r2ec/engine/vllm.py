@@ -35,6 +35,7 @@ from r2ec.models import stop_token_ids
 from r2ec.pooling import l2_normalize
 
 CaptureMode = Literal["hook", "pooling"]
+PHASES = ("generation", "capture")
 
 
 class VLLMEngine(Engine):
@@ -74,6 +75,9 @@ class VLLMEngine(Engine):
         self.capture_mode = ""
         self._inflight = 0
         self._closed = False
+        # vLLM's own prefix-cache counters per phase (RequestOutput.num_cached_tokens, from the scheduler's
+        # prefill stats): how many prompt tokens each finished request had, and how many came from the cache.
+        self._prefill = {phase: {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0} for phase in PHASES}
         self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
 
     def _engine_args(self, pooling: bool) -> Any:
@@ -134,7 +138,16 @@ class VLLMEngine(Engine):
         return self.llm is not None and not self._closed and not getattr(self.llm, "errored", False)
 
     def stats(self) -> dict[str, Any]:
-        return {"inflight": self._inflight, "capture": self.capture_mode}
+        """In flight, the capture mode, and per phase (``generation``, ``capture``) the finished requests, their
+        prompt tokens and the prompt tokens vLLM's prefix cache supplied (the rest were computed)."""
+        prefill = {phase: dict(counts) for phase, counts in self._prefill.items()}
+        return {"inflight": self._inflight, "capture": self.capture_mode, "prefill": prefill}
+
+    def _count_prefill(self, phase: str, out: Any, prompt_ids: Sequence[int]) -> None:
+        counts = self._prefill[phase]
+        counts["requests"] += 1
+        counts["prompt_tokens"] += len(getattr(out, "prompt_token_ids", None) or prompt_ids)
+        counts["cached_tokens"] += int(getattr(out, "num_cached_tokens", None) or 0)
 
     def _admit(self) -> None:
         if not self.ready:
@@ -184,6 +197,7 @@ class VLLMEngine(Engine):
                 final = out
             if final is None:
                 raise EngineClosed("vLLM returned no output")
+            self._count_prefill("generation", final, prompt_ids)
             completion = final.outputs[0]
             reasoning, rest, found = stream.finish(completion.text)
             if found or (completion.finish_reason == "stop" and completion.stop_reason == self.answer):
@@ -205,8 +219,11 @@ class VLLMEngine(Engine):
 
         request_id = f"{CAPTURE_PREFIX}{uuid.uuid4().hex}"
         params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
-        async for _ in self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id):
-            pass
+        final: Any = None
+        async for out in self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id):
+            final = out
+        if final is not None:
+            self._count_prefill("capture", final, ids)
         rows = await self.llm.collective_rpc("r2ec_fetch", args=(request_id,))
         if not rows or rows[0] is None:
             raise EngineClosed(f"hidden state of {request_id} was not captured")
@@ -223,6 +240,7 @@ class VLLMEngine(Engine):
             request_id=f"r2ec-pool-{uuid.uuid4().hex}",
         ):
             final = out
+        self._count_prefill("capture", final, ids)
         return np.asarray(final.outputs.data.float().cpu().numpy(), dtype=np.float32).reshape(-1)
 
     async def encode(self, sequences: Sequence[Sequence[int]], request_id: str) -> np.ndarray:

@@ -91,3 +91,24 @@ async def test_reasoning_free_mode_matches(vllm_engine, tiny_bundle, users):
         await hf.close()
     for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
         assert u_got.reasoning is None and float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
+
+
+async def test_prefix_cache_counters_show_what_the_capture_recomputed(vllm_engine, tiny_bundle, users):
+    """The capture pass re-submits prompt + reasoning + <answer>: vLLM's prefix cache supplies the full blocks the
+    generation left (at least the prompt's), and the engine reports vLLM's own counts of both."""
+    b = load_bundle(tiny_bundle)
+    rec = b.recommender(vllm_engine)
+    before = vllm_engine.stats()["prefill"]
+    s = users[0]
+    message = rec.prompt_for(s.history, s.now)
+    prompt = rec.renderer.generation_prompt_ids(message)
+    gen = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=40, fixed_length=True), "pc")
+    sequence = rec.renderer.user_sequence_ids(message, gen.text)
+    await vllm_engine.encode([sequence], "pc")
+    after = vllm_engine.stats()["prefill"]
+    generation = {k: after["generation"][k] - before["generation"][k] for k in after["generation"]}
+    capture = {k: after["capture"][k] - before["capture"][k] for k in after["capture"]}
+    assert generation["requests"] == capture["requests"] == 1
+    assert generation["prompt_tokens"] == len(prompt) and capture["prompt_tokens"] == len(sequence)
+    block = vllm_engine.llm.vllm_config.cache_config.block_size
+    assert len(prompt) // block * block <= capture["cached_tokens"] < capture["prompt_tokens"]
