@@ -95,7 +95,7 @@ def train(
         from training.sft import SFTConfig, SFTTrainer
 
         scfg = SFTConfig(
-            protocol=protocol,
+            protocol=cast(Any, protocol),
             batch_size=batch_users,
             micro_batch=micro_batch,
             max_steps=max_steps,
@@ -118,7 +118,7 @@ def train(
 
         cfg = RecPOConfig(
             group_size=group_size,
-            batch_users=batch_users,
+            batch_size=batch_users,
             max_steps=max_steps,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
@@ -129,7 +129,7 @@ def train(
             lora_r=lora_r,
             lora_alpha=lora_alpha,
             eval_every=eval_every,
-            eval_users=eval_users,
+            eval_samples=eval_users,
             eval_max_new_tokens=eval_max_new_tokens,
             patience=patience,
             time_limit_s=time_limit_s,

@@ -1,14 +1,13 @@
 """What both trainers stand on: the model to train, the data and splits of a protocol, the optimiser, resuming.
 
-A trainer gives its config (``lr``, ``weight_decay``, ``bf16``, ``seed``, ``protocol``), how a fresh LoRA is
-configured, and how many validation samples it wants; ``OUT/checkpoint`` (``--resume``) or ``init_adapter``
-(continue from another run's adapter with a fresh optimiser) decide where the weights start.
+A trainer gives its config (a ``training.config.TrainConfig``: optimiser, LoRA, protocol, validation size);
+``OUT/checkpoint`` (``--resume``) or ``init_adapter`` (continue from another run's adapter with a fresh
+optimiser) decide where the weights start, else a fresh LoRA of the config.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +25,43 @@ from r2ec.evidence import Transitions
 from r2ec.prompts import user_prompt
 from r2ec.templates import PromptTemplates
 from training import persistence
+from training.config import TrainConfig
 
 log = logs.get(__name__)
 
 
 class TrainerBase:
+    """``__init__`` loads what every trainer needs, then calls ``setup`` for the trainer's own state (the stage-1
+    SFT adapter is the usual ``init_adapter`` of stage 2; ``resume`` continues ``OUT/checkpoint`` instead)."""
+
     def __init__(
         self,
-        cfg: Any,
+        cfg: TrainConfig,
         model_dir: Path,
         data_dir: Path,
         out_dir: Path,
         templates: PromptTemplates,
-        *,
-        resume: bool,
-        progress: bool,
-        init_adapter: Path | None,
-        fresh_lora: Callable[[Any], Any],
-        valid_samples: int,
+        resume: bool = False,
+        progress: bool = True,
+        init_adapter: Path | None = None,
     ):
         self.cfg, self.out, self.templates, self.progress, self.model_dir = cfg, out_dir, templates, progress, model_dir
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.tokenizer, self.pad, self.model = persistence.trainable_model(
-            model_dir, cfg.bf16, out_dir, resume, init_adapter, fresh_lora
+            model_dir,
+            cfg.bf16,
+            out_dir,
+            resume,
+            init_adapter,
+            lambda base: cfg.lora(int(base.config.num_hidden_layers)),
         )
         self.renderer = ChatRenderer(self.tokenizer, templates)
         data = Dataset.load(data_dir)
         self.catalog: Catalog = data.catalog
         self.splits = make_split(data.timelines(), cfg.protocol, templates.window_size)
         self.train_samples = list(self.splits["train"])
-        self.valid_samples = select_samples(self.splits["valid"], valid_samples, seed=cfg.seed)
+        self.valid_samples = select_samples(self.splits["valid"], cfg.eval_samples, seed=cfg.seed)
         self.data_dir = data_dir
         self.counts: TransitionCounts | None = None
         self.evidence: Transitions | None = None
@@ -64,6 +69,11 @@ class TrainerBase:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.best = 0, -1.0
+        self.setup(resume)
+
+    def setup(self, resume: bool) -> None:
+        """The trainer's own state; the default only restores the loop state when resuming."""
+        self.resume_state(resume)
 
     # -- evidence: what a sample's prompt shows --------------------------------------------------------------------
     def load_evidence(self) -> Transitions:

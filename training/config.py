@@ -1,13 +1,62 @@
-"""RecPO hyper-parameters (defaults from the authors' code where the reference gives them)."""
+"""Training hyper-parameters: what both stages share (``TrainConfig``), and RecPO's own (defaults from the
+authors' code where the reference gives them). The SFT stage's own are in ``training.sft``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+C = TypeVar("C", bound="TrainConfig")
 
 
 @dataclass
-class RecPOConfig:
+class TrainConfig:
+    """The data, the optimiser, the LoRA, validation and checkpoints (the reference's RecPO values)."""
+
+    protocol: Literal["temporal", "loo"] = "temporal"
+    batch_size: int = 4  # users (samples) per update
+    max_steps: int = 200
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    bf16: bool = False
+    lora_r: int = 4
+    lora_alpha: int = 128
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    lora_top_layers: int = 0  # LoRA on the top N layers only; 0 = every layer
+    eval_every: int = 20
+    eval_samples: int = 100
+    save_every: int = 10
+    time_limit_s: float = 0.0  # 0 = none; stops cleanly (with a final validation) when reached
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def lora(self, num_layers: int) -> Any:
+        """A fresh LoRA of this config for a model of ``num_layers`` decoder layers."""
+        from peft import LoraConfig
+
+        top = self.lora_top_layers
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_targets,
+            layers_to_transform=list(range(num_layers - top, num_layers)) if 0 < top < num_layers else None,
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class RecPOConfig(TrainConfig):
     # rollouts
     group_size: int = 4
     temperature: float = 1.5
@@ -25,34 +74,8 @@ class RecPOConfig:
     ppo_epochs: int = 1  # one on-policy update per batch
     rec_weight: float = 1.0
     no_reasoning: bool = False
-    # optimisation
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    batch_users: int = 4
-    max_steps: int = 200
     gradient_checkpointing: bool = True
-    bf16: bool = False
-    lora_r: int = 4
-    lora_alpha: int = 128
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-    # validation / checkpoints
-    eval_every: int = 20
-    eval_users: int = 100
+    # validation
     eval_max_new_tokens: int = 64
     patience: int = 3
     item_refresh_every: int = 0  # 0 = at every validation
-    save_every: int = 10
-    time_limit_s: float = 0.0  # 0 = none; stops cleanly (with a final validation) when reached
-    seed: int = 0
-    protocol: Literal["temporal", "loo"] = "temporal"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RecPOConfig:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

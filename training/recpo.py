@@ -33,7 +33,6 @@ from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text
 from r2ec.recommender import Recommender
 from r2ec.scoring import Ranker
-from r2ec.templates import PromptTemplates
 from training import persistence
 from training.base import TrainerBase
 from training.config import RecPOConfig
@@ -62,42 +61,14 @@ class Trajectory:
 
 
 class RecPOTrainer(TrainerBase):
-    def __init__(
-        self,
-        cfg: RecPOConfig,
-        model_dir: Path,
-        data_dir: Path,
-        out_dir: Path,
-        templates: PromptTemplates,
-        resume: bool = False,
-        progress: bool = True,
-        init_adapter: Path | None = None,
-    ):
-        from peft import LoraConfig
+    cfg: RecPOConfig
 
-        # Stage 2 usually starts from the stage-1 (sft) adapter: ``init_adapter``.
-        super().__init__(
-            cfg,
-            model_dir,
-            data_dir,
-            out_dir,
-            templates,
-            resume=resume,
-            progress=progress,
-            init_adapter=init_adapter,
-            fresh_lora=lambda _base: LoraConfig(
-                r=cfg.lora_r,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=cfg.lora_dropout,
-                target_modules=cfg.lora_targets,
-                task_type="CAUSAL_LM",
-            ),
-            valid_samples=cfg.eval_users,
-        )
+    def setup(self, resume: bool) -> None:
+        cfg = self.cfg
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()
-        if templates.evidence_candidates > 0:  # the prompts must be the ones serving shows
+        if self.templates.evidence_candidates > 0:  # the prompts must be the ones serving shows
             self.load_evidence()
         self.stale = 0
         self.history: list[dict[str, Any]] = []
@@ -105,7 +76,9 @@ class RecPOTrainer(TrainerBase):
         state = self.resume_state(resume)
         if state is not None:
             self.stale = state["stale"]
-        self.engine = TransformersEngine(model_dir, self.tokenizer, model=self.model, max_batch=64, batch_wait_s=0.02)
+        self.engine = TransformersEngine(
+            self.model_dir, self.tokenizer, model=self.model, max_batch=64, batch_wait_s=0.02
+        )
 
     # -- vectors -----------------------------------------------------------------------------------------------
     def item_sequences(self, items: Sequence[str]) -> list[list[int]]:
@@ -319,7 +292,7 @@ class RecPOTrainer(TrainerBase):
             if cfg.time_limit_s and time.monotonic() - started > cfg.time_limit_s:
                 stop_reason = "time_limit"  # checked before a step too: a long validation may have used it up
                 break
-            batch = rng.sample(self.train_samples, min(cfg.batch_users, len(self.train_samples)))
+            batch = rng.sample(self.train_samples, min(cfg.batch_size, len(self.train_samples)))
             record = self.train_step(batch)
             if cfg.item_refresh_every and self.step % cfg.item_refresh_every == 0:
                 self.refresh_items()

@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,9 +33,9 @@ from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text
-from r2ec.templates import PromptTemplates
 from training import persistence
 from training.base import TrainerBase
+from training.config import TrainConfig
 from training.frozen_prefix import FrozenPrefix
 from training.traces import render_trace
 
@@ -43,88 +43,44 @@ log = logs.get(__name__)
 
 
 @dataclass
-class SFTConfig:
-    protocol: str = "loo"
+class SFTConfig(TrainConfig):
+    """Sized for 2 CPU cores: bfloat16 weights, LoRA (r 16) on the top 8 layers, micro-batches of 2."""
+
+    protocol: Literal["temporal", "loo"] = "loo"
     batch_size: int = 8
-    micro_batch: int = 2
     max_steps: int = 300
     lr: float = 3e-4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    bf16: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_top_layers: int = 8
+    eval_every: int = 50
+    eval_samples: int = 200
+    micro_batch: int = 2
     lm_weight: float = 1.0
     rec_weight: float = 1.0
     tau: float = 0.02
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-    lora_top_layers: int = 8  # 0 = every layer
-    bf16: bool = True
     bank_refresh_every: int = 25
     live_negatives: int = 6  # random items per micro-batch encoded live too, so "live vs stale bank" never tells
     # Distillation from the collaborative teacher: the user's softmax over the bank is pulled toward the
-    # ItemKNN-style scores of the evidence table over its window (training interactions only). One hard target
-    # per sample teaches slowly on a CPU budget; 50 soft ones teach much faster.
+    # evidence table's scores over its window (training interactions only, never the sample's own future). One
+    # hard target per sample teaches slowly on a CPU budget; 50 soft ones teach much faster.
     kd_weight: float = 1.0
     kd_candidates: int = 50
     kd_temperature: float = 0.05
     # The item tower learns the collaborative structure too: per step, ``item_batch`` items encoded live are pulled
-    # toward their co-interaction neighbours in the bank (the same soft-target cross-entropy, teacher = the
-    # evidence table's cosines). Without it the item vectors stay text-semantic (genre, year) and a user vector
-    # near the right candidates still ranks their collaborative neighbours no better than genre does.
+    # toward their neighbours in the evidence table (the same soft-target cross-entropy). Without it the item
+    # vectors stay text-semantic (genre, year) and a user vector near the right candidates still ranks their
+    # collaborative neighbours no better than genre does.
     item_weight: float = 1.0
     item_batch: int = 32
-    eval_every: int = 50
-    eval_samples: int = 200
-    save_every: int = 10
-    time_limit_s: float = 0.0
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class SFTTrainer(TrainerBase):
-    def __init__(
-        self,
-        cfg: SFTConfig,
-        model_dir: Path,
-        data_dir: Path,
-        out_dir: Path,
-        templates: PromptTemplates,
-        resume: bool = False,
-        progress: bool = True,
-        init_adapter: Path | None = None,
-    ):
-        from peft import LoraConfig
+    cfg: SFTConfig
 
-        def fresh(base: Any) -> Any:
-            layers, top = int(base.config.num_hidden_layers), cfg.lora_top_layers
-            return LoraConfig(
-                r=cfg.lora_r,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=cfg.lora_dropout,
-                target_modules=cfg.lora_targets,
-                layers_to_transform=list(range(layers - top, layers)) if 0 < top < layers else None,
-                task_type="CAUSAL_LM",
-            )
-
-        # ``init_adapter`` continues from an earlier run's adapter with a fresh optimiser.
-        super().__init__(
-            cfg,
-            model_dir,
-            data_dir,
-            out_dir,
-            templates,
-            resume=resume,
-            progress=progress,
-            init_adapter=init_adapter,
-            fresh_lora=fresh,
-            valid_samples=cfg.eval_samples,
-        )
-        self.rng = random.Random(cfg.seed + 1)
+    def setup(self, resume: bool) -> None:
+        self.rng = random.Random(self.cfg.seed + 1)
         self.evidence: Transitions = self.load_evidence()  # the teacher, even where prompts show no evidence
         self.bank: torch.Tensor | None = None
         self.resume_state(resume)
@@ -133,8 +89,6 @@ class SFTTrainer(TrainerBase):
         self.prefix = FrozenPrefix(self.model, self.pad)
         self._states: dict[str, list[torch.Tensor]] = {}
         self._prefix_checked = False
-        answer_ids = self.tokenizer(templates.answer, add_special_tokens=False)["input_ids"]
-        self.answer_len = len(answer_ids)
 
     # -- sequences -------------------------------------------------------------------------------------------------
     def sample_evidence(self, s: Sample) -> Transitions:

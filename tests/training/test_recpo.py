@@ -43,14 +43,14 @@ def data_dir(tmp_path_factory):
 def _cfg(**kw) -> RecPOConfig:
     base: dict[str, Any] = dict(
         group_size=2,
-        batch_users=8,
+        batch_size=8,
         max_steps=24,
         max_new_tokens=3,
         lr=3e-3,
         lora_r=8,
         lora_alpha=16,
         eval_every=6,
-        eval_users=24,
+        eval_samples=24,
         eval_max_new_tokens=2,
         patience=10,
         gradient_checkpointing=False,
