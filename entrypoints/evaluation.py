@@ -154,3 +154,20 @@ def baseline(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2) + "\n")
     typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("compare")
+def compare(
+    first: Annotated[Path, typer.Argument(help="An evaluation's details file (results/eval-....samples.jsonl).")],
+    second: Annotated[Path, typer.Argument(help="Another one, e.g. the same bundle in another dtype or backend.")],
+) -> None:
+    """Two evaluations sample by sample: top-10 overlap, identical top 10 and reasoning, NDCG@10 of each."""
+    for path in (first, second):
+        if not path.is_file():
+            fail(f"no such file: {path}")
+    from model_export.evaluate import compare_details
+
+    try:
+        typer.echo(json.dumps(compare_details(first, second), indent=2))
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        fail(f"cannot compare: {e}")

@@ -1,6 +1,8 @@
 import json
+import math
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
@@ -70,3 +72,31 @@ def test_copy_rate_counts_reasoning_lines_that_repeat_the_prompt():
     prompt = "Analyze...\\n[Star Wars (1977)] (5.0)\n[Fargo (1996)] (4.0)"
     assert copied_lines("[Fargo (1996)] (4.0)\nI think you like crime films.\n\n", prompt) == (1, 2)
     assert copied_lines("", prompt) == (0, 0)
+
+
+def test_compare_details_measures_top10_agreement(tmp_path):
+    from model_export.evaluate import compare_details
+
+    def write(name, rows):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    top = [str(i) for i in range(10)]
+    a = write("a.jsonl", [
+        {"user_id": "1", "target": "3", "rank": 3, "reasoning": "r1", "top": top},
+        {"user_id": "2", "target": "x", "rank": None, "reasoning": "r2", "top": top},
+        {"user_id": "9", "target": "0", "rank": 0, "reasoning": "only in a", "top": top},
+    ])  # fmt: skip
+    half = top[:5] + [str(i) for i in range(50, 55)]
+    b = write("b.jsonl", [
+        {"user_id": "1", "target": "3", "rank": 3, "reasoning": "r1", "top": top},
+        {"user_id": "2", "target": "x", "rank": 0, "reasoning": "other", "top": half},
+    ])  # fmt: skip
+    out = compare_details(a, b)
+    assert out["samples"] == 2 and out["top10_identical"] == 1 and out["same_reasoning"] == 1
+    assert out["top10_overlap_mean"] == 0.75
+    assert out["ndcg@10"][0] == 0.5 * (1 / math.log2(5)) and out["ndcg@10"][1] > out["ndcg@10"][0]
+    short = write("c.jsonl", [{"user_id": "1", "target": "3", "rank": 3, "reasoning": "r1", "top": top[:3]}])
+    with pytest.raises(ValueError, match="fewer than 10"):
+        compare_details(a, short)
