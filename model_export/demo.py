@@ -9,6 +9,8 @@ machine in a few minutes on 2 cores.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -18,9 +20,13 @@ from model_export import smollm2
 from model_export.data import movielens
 from model_export.data.format import Dataset
 from model_export.data.splits import Protocol, leave_one_out
-from model_export.evidence import build_evidence
+from model_export.evidence import HORIZON, NEIGHBORS, RECENCY, build_evidence
 from model_export.export import ExportConfig, read_catalog, run_export
+from r2ec import logs
+from r2ec.bundle import sha256_file
 from r2ec.templates import domain_templates
+
+log = logs.get(__name__)
 
 DEFAULT_HOME = Path(os.environ.get("R2EC_HOME", Path.home() / ".cache" / "r2ec"))
 DEFAULT_BUNDLE = DEFAULT_HOME / "bundles" / "demo-smollm2-ml100k"
@@ -53,6 +59,20 @@ def example_histories(data_dir: Path, n: int = 5, events: int = 10, seed: int = 
     return out
 
 
+def demo_recipe(untrained: bool = False) -> str:
+    """What the demo bundle is made of: the shipped adapter's files, the templates and the evidence settings.
+    A cached demo bundle with another recipe (an older checkout's) is rebuilt on first use."""
+    digest = hashlib.sha256(b"untrained" if untrained else b"trained")
+    if not untrained:
+        for f in sorted(DEMO_ADAPTER.glob("*.json")) + sorted(DEMO_ADAPTER.glob("*.safetensors")):
+            digest.update(f.name.encode())
+            digest.update(sha256_file(f).encode())
+    name = "movies" if untrained else "movies_evidence"
+    digest.update(json.dumps(domain_templates(name).to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps([DEMO_PROTOCOL, HORIZON, NEIGHBORS, RECENCY]).encode())
+    return digest.hexdigest()[:16]
+
+
 def demo_export_config(
     out: Path, data_dir: Path, base: Path, force: bool = False, untrained: bool = False, catalog: Path | None = None
 ) -> ExportConfig:
@@ -66,6 +86,7 @@ def demo_export_config(
             out=out,
             force=force,
             name="demo-smollm2-ml100k-untrained",
+            recipe=demo_recipe(untrained=True),
         )
     templates = domain_templates("movies_evidence")
     evidence, source = build_evidence(data_dir, read_catalog(catalog or data_dir), DEMO_PROTOCOL, templates.window_size)
@@ -81,6 +102,7 @@ def demo_export_config(
         evidence=evidence,
         evidence_source=source,
         examples=example_histories(data_dir),
+        recipe=demo_recipe(),
     )
 
 
@@ -93,7 +115,16 @@ def build_demo_bundle(
 
 
 def ensure_demo_bundle(out: Path = DEFAULT_BUNDLE) -> Path:
-    """The embedded default: build it on first use."""
-    if (out / "manifest.json").is_file():
-        return out
+    """The embedded default: built on first use, and again when it was built from another recipe (an older
+    adapter or prompt than this checkout ships)."""
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            built = json.loads(manifest.read_text(encoding="utf-8")).get("recipe")
+        except (OSError, ValueError):
+            built = None
+        if built == demo_recipe():
+            return out
+        log.warning("the demo bundle was built from another recipe; rebuilding", extra={"bundle": str(out)})
+        return build_demo_bundle(out, force=True)
     return build_demo_bundle(out)

@@ -69,6 +69,7 @@ class ExportConfig:
     evidence: Transitions | None = None  # co-interaction table for prompts whose templates enable evidence
     evidence_source: dict[str, Any] | None = None  # where the table came from (dataset, protocol), for the manifest
     examples: list[dict[str, Any]] | None = None  # example histories a demo page offers (examples.json)
+    recipe: str | None = None  # fingerprint of what the bundle is built from, to tell a stale build (the demo's)
 
 
 def read_catalog(path: Path) -> Catalog:
@@ -211,6 +212,7 @@ def run_export(cfg: ExportConfig) -> Path:
             },
             "index": index_info,
             "counts": {"items": len(catalog), "items_truncated": truncated},
+            "recipe": cfg.recipe,
             "evidence": None
             if cfg.evidence is None
             else {"neighbors": int(cfg.evidence.neighbors.shape[1]), **(cfg.evidence_source or {})},
