@@ -1,14 +1,21 @@
 """``r2ec bench``: side-by-side latency / throughput benchmark of r2ec-serve (issue: load tests).
 
 Scenarios (each reports p50/p95/p99, requests/s where it applies, failures):
-  1 capture   vLLM generation of N tokens alone vs generation + hidden-state capture (same prompts, fixed length),
-              and the authors' way (generation, then a second full transformers forward)
+  1 capture   vLLM generation of N tokens alone vs generation + hidden-state capture (same prompts, fixed length,
+              interleaved), the extra tokens the capture computed (vLLM's prefix-cache counters), and the authors'
+              way (generation, then a second full transformers forward)
   2 overhead  HTTP /v1/recommend vs the same work through the engine API in-process, concurrency 1
-  3 scaling   throughput at 1/4/8/16 concurrent clients, reasoning on (locust, closed loop)
-  4 hot       cache-hit and reasoning-free paths at 32 concurrent clients (locust)
-  5 catalog   FAISS search time vs catalog size, exact vs IVF / HNSW, with recall@10
-Medians and ratios are measured side by side in one run (requests interleaved where two paths are compared).
-Loopback only; every loop is bounded in count and time.
+  3 scaling   throughput at 1/4/8/16 concurrent clients, reasoning on: a closed loop of N requests per level (or a
+              time limit), for the backend ``r2ec serve`` picks by default and for each one named
+  4 hot       cache hits at 32 concurrent clients against a floor (bare FastAPI, same uvicorn settings, same reply
+              bytes), alternating runs; then the reasoning-free path
+  5 catalog   FAISS at 100k / 1M items: exact, an IVF nprobe sweep and an HNSW efSearch sweep, with build time, p50
+              latency and recall@10 against the exact top 10
+  6 vllm      ``r2ec serve --backend vllm`` against vLLM's own OpenAI server on the same model, prompts and engine
+              settings, at 1/4/8/16 clients (bench_vllm)
+Medians and ratios are measured side by side in one run (requests interleaved, or runs alternated, where two paths
+are compared). The load generator is ``loadtests.rawhttp`` (raw asyncio sockets). Loopback only; every loop is
+bounded in count and time.
 """
 
 from __future__ import annotations
@@ -21,15 +28,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench_catalog import scenario_catalog
 from loadtests.bench_harness import BenchConfig, machine
 from loadtests.bench_report import problems, public_path, render_markdown, save
-from loadtests.bench_scenarios import (
-    scenario_capture,
-    scenario_catalog,
-    scenario_hot,
-    scenario_overhead,
-    scenario_scaling,
-)
+from loadtests.bench_scenarios import scenario_capture, scenario_hot, scenario_overhead, scenario_scaling
+from loadtests.bench_vllm import scenario_vllm
 from model_export.bundle import load_bundle
 
 __all__ = ["BenchConfig", "run_bench"]
@@ -56,11 +59,13 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         if name in steps:
             result["scenarios"][name] = await steps[name]()
         elif name == "scaling":
-            result["scenarios"][name] = await asyncio.to_thread(scenario_scaling, cfg, work)
+            result["scenarios"][name] = await asyncio.to_thread(scenario_scaling, cfg)
         elif name == "hot":
             result["scenarios"][name] = await asyncio.to_thread(scenario_hot, cfg, work)
         elif name == "catalog":
             result["scenarios"][name] = await asyncio.to_thread(scenario_catalog, cfg)
+        elif name == "vllm":
+            result["scenarios"][name] = await asyncio.to_thread(scenario_vllm, cfg, bundle)
         else:
             raise ValueError(f"unknown scenario {name!r}")
         result["scenarios"][name]["wall_s"] = round(time.perf_counter() - started, 1)

@@ -1,8 +1,9 @@
 """What every ``r2ec bench`` scenario stands on: the config, sample statistics, the machine, real histories,
-a server subprocess and a locust run (closed loop, CSV stats)."""
+a server subprocess and a bounded closed loop of requests (``loadtests.rawhttp``) with its summary."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from loadtests.launcher import ServerProcess
+from loadtests.rawhttp import LoopResult, closed_loop, run
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 
 ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ("capture", "overhead", "scaling", "hot", "catalog", "vllm")
 
 
 @dataclass
@@ -28,17 +31,32 @@ class BenchConfig:
     data: Path
     out: Path = Path("results/bench.json")
     docs: Path | None = Path("docs/benchmarks.md")
-    scenarios: tuple[str, ...] = ("capture", "overhead", "scaling", "hot", "catalog")
+    scenarios: tuple[str, ...] = SCENARIOS
     capture_backend: str = "vllm"
-    scaling_backend: str = "vllm"
+    # "default": what ``r2ec serve`` picks when no backend is given (recorded as the server reports it)
+    scaling_backend: str = "default,transformers"
     tokens: int = 64
-    prompts: int = 8
+    prompts: int = 32
     overhead_requests: int = 8
     concurrency: tuple[int, ...] = (1, 4, 8, 16)
-    scaling_seconds: int = 60
+    scaling_requests: int = 50  # per level: a closed loop stops after this many requests ...
+    scaling_seconds: int = 1200  # ... or after this many seconds, whichever comes first
+    vllm_requests: int = 50  # per level and server
+    vllm_seconds: int = 1200  # time limit of one level on one server
+    vllm_dtypes: tuple[str, ...] = ()  # empty: the bundle's serving dtype
+    vllm_kv_cache_gib: int = 1  # both servers (VLLM_CPU_KVCACHE_SPACE)
+    vllm_gpu_memory_utilization: float = 0.4  # each server's share; both are up at once (one idle)
+    vllm_reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU for vLLM's server (None: its default)
     hot_users: int = 32
-    hot_seconds: int = 30
-    catalog_sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
+    hot_requests: int = 20_000  # cache-hit requests per server (ours and the floor), over hot_rounds runs each
+    hot_rounds: int = 4
+    hot_free_requests: int = 200  # reasoning-free requests
+    hot_seconds: int = 300  # time limit of one hot run
+    catalog_sizes: tuple[int, ...] = (100_000, 1_000_000)
+    catalog_queries: int = 200
+    ivf_nprobes: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+    hnsw_efs: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    recall_target: float = 0.95
     hnsw_max: int = 100_000
     catalog_dim: int = 576
     threads: int | None = None
@@ -106,54 +124,70 @@ def histories(data: Path, n: int) -> list[Any]:
     return samples[::step][:n]
 
 
-# -- scenario 1 ------------------------------------------------------------------------------------------------
+def service_message(rec: Any, sample: Any) -> str:
+    """The user message ``r2ec serve`` renders for ``history_body(sample)`` (a ``Recommender.prompt_for``): the
+    events in time order, ages measured to the sample's time, evidence leaving out every history item (the API's
+    default ``exclude_history``)."""
+    history = sorted(sample.history, key=lambda e: e.timestamp)
+    return str(rec.prompt_for(history, sample.now, [e.item_id for e in history]))
+
+
+def request_body(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def history_body(sample: Any, tokens: int, **extra: Any) -> dict[str, Any]:
+    """A /v1/recommend body for a test sample: its history, ``as_of`` its time (so the prompt is fixed), no cache."""
+    history = [{"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in sample.history]
+    body = {"history": history, "k": 10, "max_reasoning_tokens": tokens, "as_of": sample.now, "use_cache": False}
+    return body | extra
 
 
 def start_server(
-    bundle: Path, backend: str, extra: dict[str, str] | None = None, threads: int | None = None
+    bundle: Path, backend: str, extra: dict[str, str] | None = None, threads: int | None = None, wait: bool = True
 ) -> ServerProcess:
-    env = {"R2EC_BACKEND": backend, "R2EC_LOG_LEVEL": "warning", "R2EC_MAX_QUEUE": "512", **(extra or {})}
+    """``r2ec serve`` on ``bundle``; ``backend`` "default" leaves the choice to the server (no ``R2EC_BACKEND``)."""
+    env = {"R2EC_LOG_LEVEL": "warning", "R2EC_MAX_QUEUE": "512", **(extra or {})}
+    if backend != "default":
+        env["R2EC_BACKEND"] = backend
     if threads:
         env["R2EC_THREADS"] = str(threads)
-    return ServerProcess(bundle, env).start(timeout=600)
+    srv = ServerProcess(bundle, env)
+    return srv.start(timeout=600) if wait else srv
 
 
-# -- scenario 2 ------------------------------------------------------------------------------------------------
+def loop_summary(result: LoopResult) -> dict[str, Any]:
+    """Requests, failures, requests/s (successes over the loop's wall time) and the latency distribution."""
+    ok = result.latencies
+    return {
+        "clients": result.clients,
+        "requests": len(result.done),
+        "failures": result.failures,
+        "rps": len(ok) / result.wall_s if result.wall_s > 0 else 0.0,
+        "wall_s": round(result.wall_s, 2),
+        "stopped_by": result.stopped_by,
+        **({"errors": dict(result.errors)} if result.errors else {}),
+        **dist(ok),
+    }
 
 
-def locust(
-    url: str, data: Path, users: int, seconds: int, weights: dict[str, int], tokens: int, out_prefix: Path
-) -> dict[str, Any]:
-    from loadtests.stats import summary_from_csv
+def level_bodies(bodies: list[bytes], level: int, n: int) -> list[bytes]:
+    """The ``n`` request bodies of load level ``level``: each level its own histories while there are enough."""
+    return [bodies[(level * n + i) % len(bodies)] for i in range(n)]
 
-    args = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(ROOT / "loadtests" / "locustfile.py"),
-        "--headless",
-        "--host",
-        url,
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{seconds}s",
-        "--stop-timeout",
-        "120",
-        "--csv",
-        str(out_prefix),
-        "--only-summary",
-        "--data",
-        str(data),
-        "--reasoning-tokens",
-        str(tokens),
-        "--loglevel",
-        "WARNING",
-    ]
-    for name in ("reasoning", "no-reasoning", "cache-hit", "stream"):
-        args += [f"--w-{name}", str(weights.get(name, 0))]
-    subprocess.run(args, check=False, capture_output=True, timeout=seconds + 300)
-    return summary_from_csv(out_prefix)
+
+def merge_loops(results: list[LoopResult]) -> LoopResult:
+    """Runs of one server as one: their requests together, their wall times added."""
+    merged = LoopResult(clients=results[0].clients, wall_s=sum(r.wall_s for r in results), stopped_by="requests")
+    for r in results:
+        merged.done += r.done
+        merged.errors.update(r.errors)
+        if r.stopped_by == "time":
+            merged.stopped_by = "time"
+    return merged
+
+
+def load(url: str, bodies: list[bytes], clients: int, requests: int, seconds: float, **kw: Any) -> LoopResult:
+    """A bounded closed loop of POST /v1/recommend (or ``path``) on this thread's own event loop."""
+    path = kw.pop("path", "/v1/recommend")
+    return run(closed_loop(url, path, bodies, clients, requests, seconds, **kw))

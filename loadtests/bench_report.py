@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             ),
             "",
         ]
+        lines += _capture_tokens(c)
     if "overhead" in s:
         o = s["overhead"]
         lines += ["## 2. Service overhead", ""]
@@ -94,42 +97,157 @@ def render_markdown(result: dict[str, Any]) -> str:
     if "scaling" in s:
         lines += ["## 3. Concurrency scaling", ""]
         for backend, sc in s["scaling"]["backends"].items():
+            served = sc.get("served_by") or {}
+            what = f"{backend} backend (served by {served.get('backend')} in {served.get('dtype')})"
             lines += _table(
-                f"{backend} backend, reasoning on ({sc['tokens']} tokens max), locust closed loop, "
-                f"{sc['seconds_per_level']} s per level.",
+                f"{what}, reasoning on ({sc['tokens']} tokens max), closed loop of {sc['requests_per_level']} "
+                f"requests per level (time limit {sc['seconds_limit_per_level']} s), raw-socket client.",
                 ["clients", "requests", "failures", "req/s", "speed-up vs 1", "p50", "p95", "p99"],
             )
             for c, row in sc["levels"].items():
-                lines.append(_load_row(c, row, 3, f"{row.get('speedup_vs_1', 0):.2f}x"))
+                lines.append(_load_row(c, row, 3, f"{row.get('speedup_vs_1') or 0:.2f}x"))
             lines.append("")
     if "hot" in s:
-        h = s["hot"]
-        lines += ["## 4. Cache-hit and reasoning-free paths", ""]
-        lines += _table(
-            f"{h['users']} concurrent clients, {h['seconds']} s each, transformers backend, "
-            "in-process cache (no Redis).",
-            ["path", "requests", "failures", "req/s", "p50", "p95", "p99"],
-        )
-        for name in ("cache_hit", "reasoning_free"):
-            lines.append(_load_row(name.replace("_", "-"), h[name], 2))
-        lines.append("")
+        lines += _hot(s["hot"])
     if "catalog" in s:
-        cat = s["catalog"]
-        lines += ["## 5. Catalog scale", ""]
-        lines += _table(
-            f"Synthetic clustered unit vectors, dim {cat['dim']}, {cat['queries']} single queries, top-10.",
-            ["items", "index", "build s", "search p50", "p99", "recall@10 vs exact"],
-        )
-        for row in cat["rows"]:
-            items, index = f"{row['items']:,}", f"{row['index']}"
-            if "skipped" in row:
-                lines.append(_row(items, index, "-", "-", "-", f"skipped: {row['skipped']}"))
-            else:
-                search = row["search"]
-                cells = [f"{row['build_s']}", f"{search['p50_ms']:.3f}", f"{search['p99_ms']:.3f}"]
-                lines.append(_row(items, index, *cells, f"{row['recall_at_10']:.3f}"))
-        lines.append("")
+        lines += _catalog(s["catalog"])
+    if "vllm" in s:
+        lines += _vllm(s["vllm"])
     return "\n".join(lines) + "\n"
+
+
+def _capture_tokens(c: dict[str, Any]) -> list[str]:
+    t = c.get("capture_tokens") or {}
+    if not t.get("n"):
+        return []
+
+    def num(key: str) -> str:
+        v = t.get(key)
+        return "-" if v is None else f"{v:,.1f}"
+
+    ratio = t.get("ratio_tokens_capture_vs_generation")
+    return [
+        f"Tokens per request of the generation + capture path (n = {t['n']}; {t['source']}): the generation had "
+        f"{num('generation_prompt_tokens')} prompt tokens ({num('generation_cached_tokens')} from the prefix cache) "
+        f"and generated {num('generated_tokens')}; the capture pass submitted {num('capture_sequence_tokens')} "
+        f"tokens, {num('capture_cached_tokens')} of them from the prefix cache, so it computed "
+        f"**{num('capture_extra_tokens')}** extra tokens. (generation + capture) / generation: "
+        f"**{'-' if ratio is None else f'{ratio:.3f}'}** in tokens (prompt counted in full), "
+        f"**{c['ratio_capture_vs_generation']:.3f}** in p50 latency.",
+        "",
+    ]
+
+
+def _hot(h: dict[str, Any]) -> list[str]:
+    lines = ["## 4. Cache-hit path against its floor", ""]
+    lines += _table(
+        f"{h['users']} concurrent clients (raw-socket keep-alive client, `loadtests/rawhttp.py`), "
+        f"{h['requests_per_server']:,} requests per server in {h['rounds']} alternating runs; `r2ec serve` on the "
+        f"transformers backend with the in-process cache (no Redis); the floor is bare FastAPI under the same uvicorn "
+        f"settings sending the same {h['reply_bytes']:,}-byte reply.",
+        ["path", "requests", "failures", "req/s", "p50", "p95", "p99"],
+    )
+    lines.append(_load_row("cache hit (r2ec serve)", h["cache_hit"], 0))
+    lines.append(_load_row("floor (bare FastAPI, same reply)", h["floor"], 0))
+    lines.append(_load_row("reasoning-free (r2ec serve)", h["reasoning_free"], 2))
+    p99, p50 = h.get("ratio_p99_vs_floor"), h.get("ratio_p50_vs_floor")
+    lines += [
+        "",
+        f"Cache hit / floor: p99 **{'-' if p99 is None else f'{p99:.2f}'}** (target <= {h['target_p99_ratio']}), "
+        f"p50 {'-' if p50 is None else f'{p50:.2f}'}.",
+        "",
+    ]
+    return lines
+
+
+def _setting(row: dict[str, Any]) -> str:
+    if "nprobe" in row:
+        return f"nprobe {row['nprobe']}/{row['nlist']}"
+    if "ef_search" in row:
+        return f"efSearch {row['ef_search']}"
+    return "-"
+
+
+def _catalog(cat: dict[str, Any]) -> list[str]:
+    lines = ["## 5. Catalog scale", ""]
+    lines += _table(
+        f"Synthetic clustered unit vectors, dim {cat['dim']}, {cat['queries']} single queries, top-10; IVF trained on "
+        "at most 64 vectors per list (a seeded sample), HNSW M 32, efConstruction 200; recall against the exact top "
+        "10.",
+        ["items", "index", "setting", "build s", "search p50", "p99", "recall@10 vs exact"],
+    )
+    for row in cat["rows"]:
+        items, index = f"{row['items']:,}", f"{row['index']}"
+        if "skipped" in row:
+            lines.append(_row(items, index, "-", "-", "-", "-", f"skipped: {row['skipped']}"))
+        else:
+            search = row["search"]
+            cells = [str(row.get("build_s", "-")), f"{search['p50_ms']:.3f}", f"{search['p99_ms']:.3f}"]
+            lines.append(_row(items, index, _setting(row), *cells, f"{row['recall_at_10']:.3f}"))
+    lines.append("")
+    target = cat.get("recall_target", 0.95)
+    for items, kinds in (cat.get("smallest_reaching_target") or {}).items():
+        said = []
+        for kind, found in kinds.items():
+            if found is None:
+                said.append(f"{kind}: none of the settings tried")
+            elif "skipped" in found:
+                said.append(f"{kind}: skipped")
+            else:
+                setting = "nprobe" if "nprobe" in found else "ef_search"
+                said.append(
+                    f"{kind}: {setting} {found[setting]} (recall {found['recall_at_10']:.3f}, "
+                    f"p50 {found['p50_ms']:.3f} ms)"
+                )
+        lines.append(f"- {int(items):,} items, smallest setting with recall@10 >= {target}: " + "; ".join(said))
+    lines.append("")
+    return lines
+
+
+def _vllm(v: dict[str, Any]) -> list[str]:
+    e = v["settings"]
+    lines = ["## 6. r2ec serve against vLLM's own server", ""]
+    lines += [
+        f"The same prompts (the token ids our service feeds its engine), greedy, at most {v['tokens']} tokens, stop "
+        f"`<answer>`; `POST /v1/recommend` (generation, capture, ranking; no cache) on `r2ec serve --backend vllm` "
+        f"against `POST /v1/completions` on `{v['vllm_server']['command']}`. Both: max_model_len "
+        f"{e['max_model_len']}, enforce_eager {e['enforce_eager']}, max_num_seqs {e['max_num_seqs']}, KV cache "
+        f"{e['kv_cache_gib']} GiB, prefix caching on, seed {e['seed']}. Closed loop of {v['requests_per_level']} "
+        "requests per level and server, one server loaded at a time, order alternating per level.",
+        "",
+    ]
+    for dtype, d in v["dtypes"].items():
+        cores = d.get("vllm_worker_cores")
+        lines += _table(
+            f"dtype {dtype}" + (f"; vLLM's CPU worker bound to cores {cores}" if cores else "") + ".",
+            [
+                "clients",
+                "recommend req/s",
+                "vLLM req/s",
+                "req/s ratio",
+                "recommend p50",
+                "vLLM p50",
+                "p50 ratio",
+                "same tokens",
+            ],
+        )
+        for c, row in d["levels"].items():
+            r, w = row["recommend"], row["vllm"]
+            agree = row.get("agreement", {}).get("same_tokens")
+            lines.append(
+                _row(
+                    c,
+                    f"{r.get('rps', 0):.3f}",
+                    f"{w.get('rps', 0):.3f}",
+                    "-" if row.get("rps_ratio") is None else f"**{row['rps_ratio']:.3f}**",
+                    _ms(r),
+                    _ms(w),
+                    "-" if row.get("p50_ratio") is None else f"{row['p50_ratio']:.3f}",
+                    "-" if agree is None else f"{agree:.2f}",
+                )
+            )
+        lines.append("")
+    return lines
 
 
 def public_path(path: Path) -> str:
@@ -141,6 +259,21 @@ def public_path(path: Path) -> str:
         except ValueError:
             continue
     return resolved.name
+
+
+def public_command(args: Sequence[str]) -> str:
+    """``r2ec bench`` with ``args``, every absolute or ``~`` path among them (``--x PATH`` or ``--x=PATH``) shown as
+    ``public_path`` shows it."""
+
+    def one(arg: str) -> str:
+        name, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if not eq and arg.startswith("--"):
+            name, value = arg, ""
+        if value.startswith(("/", "~")):
+            value = public_path(Path(value))
+        return name + eq + value
+
+    return " ".join(["r2ec bench", *(shlex.quote(one(a)) for a in args)])
 
 
 def finite(obj: Any) -> Any:
@@ -167,6 +300,7 @@ def problems(result: dict[str, Any]) -> list[str]:
         for key in ("generation_only", "generation_plus_capture"):
             need(s["capture"][key].get("n"), f"capture.{key}.n")
             need(s["capture"][key].get("p50_ms"), f"capture.{key}.p50_ms")
+        need(s["capture"].get("capture_tokens", {}).get("n"), "capture.capture_tokens.n")
     if "overhead" in s:
         for key in ("in_process", "http"):
             need(s["overhead"][key].get("n"), f"overhead.{key}.n")
@@ -176,9 +310,15 @@ def problems(result: dict[str, Any]) -> list[str]:
                 need(row.get("requests"), f"scaling.{backend}.{level}.requests")
                 need(row.get("rps"), f"scaling.{backend}.{level}.rps")
     if "hot" in s:
-        for key in ("cache_hit", "reasoning_free"):
-            need(s["hot"][key].get("requests"), f"hot.{key}.requests")
-            need(s["hot"][key].get("p50_ms"), f"hot.{key}.p50_ms")
+        for key in ("cache_hit", "floor", "reasoning_free"):
+            need(s["hot"].get(key, {}).get("requests"), f"hot.{key}.requests")
+            need(s["hot"].get(key, {}).get("p50_ms"), f"hot.{key}.p50_ms")
+    if "vllm" in s:
+        for dtype, table in s["vllm"]["dtypes"].items():
+            for level, row in table["levels"].items():
+                for side in ("recommend", "vllm"):
+                    need(row[side].get("requests"), f"vllm.{dtype}.{level}.{side}.requests")
+                    need(row[side].get("rps"), f"vllm.{dtype}.{level}.{side}.rps")
     if "catalog" in s:
         for row in s["catalog"]["rows"]:
             if "skipped" not in row:

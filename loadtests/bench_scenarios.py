@@ -2,19 +2,67 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import numpy as np
 
-from loadtests.bench_harness import BenchConfig, dist, histories, locust, start_server
+from loadtests.bench_harness import (
+    BenchConfig,
+    dist,
+    histories,
+    history_body,
+    level_bodies,
+    load,
+    loop_summary,
+    merge_loops,
+    request_body,
+    service_message,
+    start_server,
+)
+from loadtests.launcher import FloorServer
+from loadtests.rawhttp import LoopResult
 from model_export.bundle import Bundle
 from r2ec.engine.base import Engine, GenerationOptions, StageTimes
 from r2ec.engine.factory import EngineSettings, build_engine
-from r2ec.index import IndexKind, IndexSpec, build_index, faiss_gpus, place_index, recall_at
-from r2ec.prompts import user_prompt
+
+
+def _prefill(engine: Engine) -> dict[str, dict[str, int]] | None:
+    """vLLM's prefix-cache counts per phase (``VLLMEngine.stats``); None for an engine without a prefix cache."""
+    prefill = engine.stats().get("prefill")
+    return prefill if isinstance(prefill, dict) else None
+
+
+def _moved(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], phase: str) -> dict[str, int]:
+    return {k: after[phase][k] - before[phase][k] for k in after[phase]}
+
+
+def capture_tokens(rows: list[dict[str, int]], source: str) -> dict[str, Any]:
+    """Per request of the generation + capture path: prompt, cached prompt and generated tokens of the generation,
+    sequence and cached tokens of the capture. The capture's extra work is its uncached tokens; the ratio
+    (generation + capture) / generation counts the generation's prompt in full (its cache hits depend on what
+    ran before it) plus the generated tokens."""
+    n = len(rows)
+    total = {k: sum(r[k] for r in rows) for k in rows[0]} if rows else {}
+
+    def mean(key: str) -> float | None:
+        return total[key] / n if n else None
+
+    generation = total.get("prompt", 0) + total.get("generated", 0)
+    extra = total.get("sequence", 0) - total.get("sequence_cached", 0)
+    return {
+        "source": source,
+        "n": n,
+        "generation_prompt_tokens": mean("prompt"),
+        "generation_cached_tokens": mean("prompt_cached"),
+        "generated_tokens": mean("generated"),
+        "capture_sequence_tokens": mean("sequence"),
+        "capture_cached_tokens": mean("sequence_cached"),
+        "capture_extra_tokens": extra / n if n else None,
+        "ratio_tokens_capture_vs_generation": (generation + extra) / generation if generation else None,
+    }
 
 
 async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
@@ -38,11 +86,12 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     pad = pad_id_of(bundle.tokenizer)
     options = GenerationOptions(max_tokens=cfg.tokens, fixed_length=True)
     gen_only, gen_capture, authors = [], [], []
+    tokens: list[dict[str, int]] = []
     try:
         samples = histories(cfg.data, cfg.prompts)
         await engine.generate(rec.renderer.generation_prompt_ids("warm up"), options, "warm")
         for i, s in enumerate(samples):
-            message = user_prompt(s.history, bundle.catalog, s.now, bundle.templates)
+            message = service_message(rec, s)
             prompt = rec.renderer.generation_prompt_ids(message)
             for order in (0, 1) if i % 2 == 0 else (1, 0):
                 if order == 0:
@@ -50,10 +99,22 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
                     await engine.generate(prompt, options, f"g{i}")
                     gen_only.append(time.perf_counter() - t)
                 else:
+                    before = _prefill(engine)
                     t = time.perf_counter()
                     gen = await engine.generate(prompt, options, f"c{i}")
                     await rec.vector_for(message, gen.text, f"c{i}", StageTimes())
                     gen_capture.append(time.perf_counter() - t)
+                    after = _prefill(engine)
+                    sequence = rec.renderer.user_sequence_ids(message, gen.text)
+                    row = {"prompt": len(prompt), "prompt_cached": 0, "generated": gen.num_tokens}
+                    row |= {"sequence": len(sequence), "sequence_cached": 0}
+                    if before is not None and after is not None:
+                        moved = {phase: _moved(before, after, phase) for phase in ("generation", "capture")}
+                        row |= {"prompt": moved["generation"]["prompt_tokens"]}
+                        row |= {"prompt_cached": moved["generation"]["cached_tokens"]}
+                        row |= {"sequence": moved["capture"]["prompt_tokens"]}
+                        row |= {"sequence_cached": moved["capture"]["cached_tokens"]}
+                    tokens.append(row)
             # The authors' way: generation, then a second full forward of prompt + reasoning in transformers.
             t = time.perf_counter()
             gen = await engine.generate(prompt, options, f"a{i}")
@@ -61,9 +122,15 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
                 forward_pooled(hf, [rec.renderer.user_sequence_ids(message, gen.text)], pad)
             authors.append(time.perf_counter() - t)
             cfg.progress(f"  capture: prompt {i + 1}/{len(samples)}")
+        counted = _prefill(engine) is not None
     finally:
         await engine.close()
     g, c, a = dist(gen_only), dist(gen_capture), dist(authors)
+    source = (
+        "vLLM prefix-cache counters (RequestOutput.num_cached_tokens)"
+        if counted
+        else "sequence lengths (this backend's capture is a full forward, no prefix cache)"
+    )
     return {
         "backend": cfg.capture_backend,
         "tokens": cfg.tokens,
@@ -74,10 +141,11 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         "authors_generation_plus_hf_forward": a,
         "ratio_capture_vs_generation": c["p50_ms"] / g["p50_ms"],
         "ratio_authors_vs_generation": a["p50_ms"] / g["p50_ms"],
+        "capture_tokens": capture_tokens(tokens, source),
     }
 
 
-# -- a server subprocess ---------------------------------------------------------------------------------------
+# -- scenario 2 -------------------------------------------------------------------------------------------------
 
 
 async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
@@ -95,19 +163,12 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         samples = histories(cfg.data, cfg.overhead_requests)
         async with httpx.AsyncClient(timeout=600) as client:
             for i, s in enumerate(samples):
-                body = {
-                    "history": [
-                        {"item_id": e.item_id, "rating": e.rating, "timestamp": e.timestamp} for e in s.history
-                    ],
-                    "k": 10,
-                    "max_reasoning_tokens": cfg.tokens,
-                    "as_of": s.now,
-                    "use_cache": False,
-                }
+                body = history_body(s, cfg.tokens)
+                seen = [e.item_id for e in s.history]  # what the API's exclude_history leaves out, as the service
                 for order in (0, 1) if i % 2 == 0 else (1, 0):
                     t = time.perf_counter()
                     if order == 0:
-                        uv = await rec.user_vector(s.history, s.now, options, f"d{i}")
+                        uv = await rec.user_vector(s.history, s.now, options, f"d{i}", exclude=seen)
                         rec.rank_rows(uv.vector, s.history, 10)
                         direct.append(time.perf_counter() - t)
                     else:
@@ -128,25 +189,29 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     }
 
 
-# -- scenarios 3 and 4: locust ------------------------------------------------------------------------------------
+# -- scenario 3: bounded closed loops ----------------------------------------------------------------------------
 
 
-def scenario_scaling(cfg: BenchConfig, work: Path) -> dict[str, Any]:
-    """One table per backend in ``cfg.scaling_backend`` (comma-separated)."""
-    return {"backends": {b: scaling_one(cfg, work, b) for b in cfg.scaling_backend.split(",")}}
+def scenario_scaling(cfg: BenchConfig) -> dict[str, Any]:
+    """One table per backend in ``cfg.scaling_backend`` (comma-separated; "default": the server's own choice)."""
+    return {"backends": {b: scaling_one(cfg, b) for b in cfg.scaling_backend.split(",")}}
 
 
-def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
-    srv = start_server(cfg.bundle, backend, extra={"R2EC_MAX_BATCH": str(max(cfg.concurrency))}, threads=cfg.threads)
-    url = srv.url
-    rows = {}
+def scaling_one(cfg: BenchConfig, backend: str) -> dict[str, Any]:
+    extra = {"R2EC_MAX_BATCH": str(max(cfg.concurrency)), "R2EC_REQUEST_TIMEOUT_S": str(cfg.scaling_seconds)}
+    srv = start_server(cfg.bundle, backend, extra, threads=cfg.threads)
+    n = cfg.scaling_requests
+    rows: dict[str, dict[str, Any]] = {}
     try:
-        for c in cfg.concurrency:
-            stats = locust(
-                url, cfg.data, c, cfg.scaling_seconds, {"reasoning": 1}, cfg.tokens, work / f"scale-{backend}-{c}"
-            )
-            rows[str(c)] = stats.get("reasoning", {}) | {"aggregate_rps": stats.get("Aggregated", {}).get("rps", 0)}
-            cfg.progress(f"  scaling ({backend}): {c} clients -> {rows[str(c)].get('rps', 0):.3f} req/s")
+        info = httpx.get(srv.url + "/info", timeout=30).json()
+        samples = histories(cfg.data, n * len(cfg.concurrency) + 1)
+        bodies = [request_body(history_body(s, cfg.tokens)) for s in samples]
+        warm, bodies = bodies[-1:], bodies[:-1] or bodies
+        load(srv.url, warm, 1, 1, cfg.scaling_seconds)  # first-request costs, not measured
+        for j, c in enumerate(cfg.concurrency):
+            rows[str(c)] = loop_summary(load(srv.url, level_bodies(bodies, j, n), c, n, cfg.scaling_seconds))
+            row = rows[str(c)]
+            cfg.progress(f"  scaling ({backend}): {c} clients, {row['requests']} requests -> {row['rps']:.3f} req/s")
     finally:
         srv.stop()
     base = rows[str(cfg.concurrency[0])].get("rps") or 0.0
@@ -154,87 +219,76 @@ def scaling_one(cfg: BenchConfig, work: Path, backend: str) -> dict[str, Any]:
         row["speedup_vs_1"] = (row.get("rps") or 0) / base if base > 0 else None
     return {
         "backend": backend,
+        "served_by": {"backend": info.get("backend"), "dtype": info.get("dtype")},
         "tokens": cfg.tokens,
-        "seconds_per_level": cfg.scaling_seconds,
+        "requests_per_level": n,
+        "seconds_limit_per_level": cfg.scaling_seconds,
         "levels": rows,
     }
 
 
-def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
-    srv = start_server(cfg.bundle, "transformers", threads=cfg.threads)
-    url = srv.url
-    try:
-        # Warm the cache for the hot pool first (the locustfile's pool: the first 8 histories, seed 0), so the
-        # measured cache-hit requests are all hits.
-        from loadtests.stats import load_histories
+# -- scenario 4: the cache hit against its floor -------------------------------------------------------------------
 
-        for history in load_histories(cfg.data, 20)[:8]:
-            body = {"history": history, "k": 10, "max_reasoning_tokens": cfg.tokens}
-            httpx.post(url + "/v1/recommend", json=body, timeout=600).raise_for_status()
-        hit = locust(url, cfg.data, cfg.hot_users, cfg.hot_seconds, {"cache-hit": 1}, cfg.tokens, work / "hit")
-        cfg.progress("  hot: cache-hit done")
-        free = locust(url, cfg.data, cfg.hot_users, cfg.hot_seconds, {"no-reasoning": 1}, cfg.tokens, work / "free")
+HOT_POOL = 8  # distinct histories behind the cache-hit requests
+
+
+def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
+    """Cache hits on ``r2ec serve`` (transformers backend, in-process cache) and on the floor (bare FastAPI under
+    the same uvicorn settings sending a copy of our cache-hit reply), ``cfg.hot_users`` clients of the raw-socket
+    client, in alternating runs of the same size; then reasoning-free requests on ``r2ec serve``."""
+    srv = start_server(cfg.bundle, "transformers", threads=cfg.threads)
+    floor: FloorServer | None = None
+    try:
+        hot = [request_body(history_body(s, cfg.tokens, use_cache=True)) for s in histories(cfg.data, HOT_POOL)]
+        filled = load(srv.url, hot, 1, len(hot), 600)  # one miss each fills the cache
+        if filled.failures:
+            raise RuntimeError(f"hot: {filled.failures} of the cache-filling requests failed")
+        reply = load(srv.url, hot[:1], 1, 1, 60, keep_bodies=True).done[0].body or b""
+        if not json.loads(reply).get("cached"):
+            raise RuntimeError("hot: a repeated request was not answered from the cache")
+        marker = b'"cached":true' if b'"cached":true' in reply else b'"cached": true'
+
+        def is_hit(status: int, body: bytes) -> bool:
+            return status == 200 and marker in body
+
+        (work / "floor-reply.json").write_bytes(reply)
+        floor = FloorServer(work / "floor-reply.json")
+        floor.start()
+        servers = {"cache_hit": srv.url, "floor": floor.url}
+        warm_up = min(cfg.hot_requests, 1000)
+        for url in servers.values():  # connections, allocators, first-call paths: not measured
+            load(url, hot, cfg.hot_users, warm_up, cfg.hot_seconds, check=is_hit)
+        runs: dict[str, list[LoopResult]] = {name: [] for name in servers}
+        per_run = max(1, cfg.hot_requests // max(cfg.hot_rounds, 1))
+        for r in range(max(cfg.hot_rounds, 1)):
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for name in order:
+                runs[name].append(load(servers[name], hot, cfg.hot_users, per_run, cfg.hot_seconds, check=is_hit))
+            cfg.progress(f"  hot: round {r + 1}/{cfg.hot_rounds} ({' then '.join(order)})")
+        floor.stop()
+        free_samples = histories(cfg.data, cfg.hot_free_requests)
+        free_bodies = [request_body(history_body(s, cfg.tokens, reasoning=False)) for s in free_samples]
+        free = load(srv.url, free_bodies, cfg.hot_users, cfg.hot_free_requests, cfg.hot_seconds)
         cfg.progress("  hot: reasoning-free done")
     finally:
+        if floor is not None:
+            floor.stop()
         srv.stop()
+    hit, base = loop_summary(merge_loops(runs["cache_hit"])), loop_summary(merge_loops(runs["floor"]))
+
+    def ratio(key: str) -> float | None:
+        return hit[key] / base[key] if hit.get(key) and base.get(key) else None
+
     return {
         "users": cfg.hot_users,
-        "seconds": cfg.hot_seconds,
-        "cache_hit": hit.get("cache_hit", {}),
-        "reasoning_free": free.get("no_reasoning", {}),
+        "requests_per_server": per_run * max(cfg.hot_rounds, 1),
+        "rounds": max(cfg.hot_rounds, 1),
+        "reply_bytes": len(reply),
+        "client": "loadtests.rawhttp (asyncio raw sockets, keep-alive)",
+        "cache_hit": hit,
+        "floor": base,
+        "ratio_p50_vs_floor": ratio("p50_ms"),
+        "ratio_p99_vs_floor": ratio("p99_ms"),
+        "target_p99_ratio": 1.5,
+        "reasoning_free": loop_summary(free),
     }
-
-
-# -- scenario 5 ------------------------------------------------------------------------------------------------
-
-
-def clustered_vectors(n: int, dim: int, rng: np.random.Generator, centers: int = 256) -> np.ndarray:
-    """Item-like vectors: a mixture of clusters (uniform noise would make approximate search look worse)."""
-    c = rng.standard_normal((centers, dim)).astype(np.float32)
-    x = c[rng.integers(0, centers, n)] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
-
-
-def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    rows: list[dict[str, Any]] = []
-    for n in cfg.catalog_sizes:
-        vectors = clustered_vectors(n, cfg.catalog_dim, rng)
-        queries = clustered_vectors(200, cfg.catalog_dim, rng)
-        kinds: tuple[IndexKind, ...] = ("flat", "ivf", "hnsw")
-        for kind in kinds:
-            if kind == "hnsw" and n > cfg.hnsw_max:
-                rows.append({"items": n, "index": kind, "skipped": f"build time on this machine (> {cfg.hnsw_max})"})
-                continue
-            t = time.perf_counter()
-            index = build_index(vectors, IndexSpec(kind=kind))
-            build_s = time.perf_counter() - t
-            times = []
-            for q in queries:
-                t = time.perf_counter()
-                index.search(q[None], 10)
-                times.append(time.perf_counter() - t)
-            recall = 1.0 if kind == "flat" else recall_at(index, vectors, queries, 10)
-            rows.append(
-                {"items": n, "index": kind, "build_s": round(build_s, 2), "search": dist(times), "recall_at_10": recall}
-            )
-            cfg.progress(
-                f"  catalog: {n} items, {kind}: p50 {rows[-1]['search']['p50_ms']:.3f} ms, recall {recall:.3f}"
-            )
-        if faiss_gpus() > 0:  # the same searches on GPU 0, side by side with the CPU rows
-            for kind in ("flat", "ivf"):
-                spec = IndexSpec(kind=kind)
-                gpu_index, _ = place_index(build_index(vectors, spec), spec, "gpu")
-                times = []
-                for q in queries:
-                    t = time.perf_counter()
-                    gpu_index.search(q[None], 10)
-                    times.append(time.perf_counter() - t)
-                recall = recall_at(gpu_index, vectors, queries, 10) if kind != "flat" else 1.0
-                rows.append({"items": n, "index": f"{kind}-gpu", "search": dist(times), "recall_at_10": recall})
-        del vectors
-    return {"dim": cfg.catalog_dim, "queries": 200, "batch": 1, "rows": rows}
-
-
-# -- report ------------------------------------------------------------------------------------------------------

@@ -26,40 +26,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServerProcess:
-    """``python -m entrypoints.cli serve`` on a free loopback port with ``R2EC_*`` settings from ``env``."""
+class Process:
+    """A server subprocess on a free loopback port, ready once ``ready_path`` answers 200; its output goes to a log
+    file. Subclasses say what to run (``command``) and may refine readiness (``failed``)."""
 
-    def __init__(self, bundle: Path, env: dict[str, str] | None = None, log: Path | None = None):
+    ready_path = "/ready"
+    name = "server"
+
+    def __init__(self, env: dict[str, str] | None = None, log: Path | None = None, drop_env: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log or Path(tempfile.mkstemp(prefix="r2ec-serve-", suffix=".log")[1])
-        self.env = {
-            **os.environ,
-            "R2EC_BUNDLE": str(bundle),
-            "R2EC_PORT": str(self.port),
-            "OMP_WAIT_POLICY": "PASSIVE",
-            **(env or {}),
-        }
+        self.log_path = log or Path(tempfile.mkstemp(prefix=f"r2ec-{self.name}-", suffix=".log")[1])
+        base = {k: v for k, v in os.environ.items() if k not in drop_env}
+        self.env = {**base, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 600) -> ServerProcess:
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def failed(self, response: httpx.Response) -> str | None:
+        """A readiness answer that means the server will never be ready (its reason), else None."""
+        return None
+
+    def start(self, timeout: float = 600) -> Process:
         with self.log_path.open("w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "entrypoints.cli", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()[-2000:]}")
+                raise RuntimeError(f"server {self.name!r} exited with {self.proc.returncode}: {self.log()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                r = httpx.get(self.url + "/ready", timeout=2)
+                r = httpx.get(self.url + self.ready_path, timeout=2)
                 if r.status_code == 200:
                     return self
-                if r.json().get("error"):
-                    raise RuntimeError(f"server failed to start: {r.json()['error']}")
+                reason = self.failed(r)
+                if reason is not None:
+                    raise RuntimeError(f"server {self.name!r} failed to start: {reason}")
             time.sleep(0.2)
         self.kill()
-        raise TimeoutError(f"server did not become ready in {timeout:g} s")
+        raise TimeoutError(f"server {self.name!r} did not become ready in {timeout:g} s")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -87,6 +92,95 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+
+
+class ServerProcess(Process):
+    """``python -m entrypoints.cli serve`` on a free loopback port with ``R2EC_*`` settings from ``env``."""
+
+    name = "serve"
+
+    def __init__(self, bundle: Path, env: dict[str, str] | None = None, log: Path | None = None):
+        super().__init__(None, log)
+        self.env |= {"R2EC_BUNDLE": str(bundle), "R2EC_PORT": str(self.port), **(env or {})}
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "entrypoints.cli", "serve"]
+
+    def failed(self, response: httpx.Response) -> str | None:
+        error = response.json().get("error")
+        return str(error) if error else None
+
+    def start(self, timeout: float = 600) -> ServerProcess:
+        super().start(timeout)
+        return self
+
+
+class VLLMServer(Process):
+    """vLLM's own OpenAI-compatible server (``python -m vllm.entrypoints.openai.api_server``) on a free loopback
+    port, serving ``model`` under the name ``served_name`` with the engine arguments ``args`` (flags, e.g.
+    ``["--dtype", "float32"]``). ``VLLM_*`` variables a caller's in-process engine set in this process are not
+    passed on (``drop_env``): the server runs as vLLM runs it unless ``env`` says otherwise."""
+
+    ready_path = "/health"
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: Path,
+        served_name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        drop_env: tuple[str, ...] = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_USE_V2_MODEL_RUNNER"),
+    ):
+        super().__init__(env, log, drop_env)
+        self.model, self.served_name, self.args = model, served_name, list(args)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model),
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--uvicorn-log-level",
+            "warning",
+            "--disable-uvicorn-access-log",
+            *self.args,
+        ]
+
+
+class FloorServer(Process):
+    """``python -m loadtests.floor``: bare FastAPI under uvicorn answering with the bytes of ``body``."""
+
+    name = "floor"
+
+    def __init__(self, body: Path, log: Path | None = None):
+        super().__init__(None, log)
+        self.body = body
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "loadtests.floor", "--port", str(self.port), "--body", str(self.body)]
+
+
+def start_all(servers: list[Process], timeout: float = 600) -> None:
+    """Start ``servers`` side by side (their start-ups overlap); if one fails, stop every one and raise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(servers)) as pool:
+        futures = [pool.submit(s.start, timeout) for s in servers]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for s in servers:
+            s.stop()
+        raise failed[0]
 
 
 class RedisServer:

@@ -35,17 +35,42 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert result["problems"] == []
     assert str(tiny_bundle) not in out.read_text()  # no machine paths in the record
     s = result["scenarios"]
-    assert s["capture"]["generation_only"]["n"] == 2 and s["capture"]["ratio_capture_vs_generation"] > 0
+    assert list(s) == ["capture", "overhead", "scaling", "hot", "catalog", "vllm"]  # every scenario, by default
+    capture = s["capture"]
+    assert capture["generation_only"]["n"] == 2 and capture["ratio_capture_vs_generation"] > 0
+    tokens = capture["capture_tokens"]  # transformers here: the capture is a full forward of the sequence
+    assert tokens["n"] == 2 and tokens["capture_extra_tokens"] == tokens["capture_sequence_tokens"] > 0
+    assert tokens["ratio_tokens_capture_vs_generation"] > 1
     assert s["overhead"]["http"]["n"] == 2 and s["overhead"]["ratio_http_vs_in_process"] > 0
     levels = s["scaling"]["backends"]["transformers"]["levels"]
+    for level in ("1", "2"):  # a bounded closed loop: exactly the requests asked for
+        assert levels[level]["requests"] == 4 and levels[level]["failures"] == 0
+        assert levels[level]["stopped_by"] == "requests"
+    hot = s["hot"]
+    for path in ("cache_hit", "floor"):  # the same number of requests on both, every one a cache-hit reply
+        assert hot[path]["requests"] == hot["requests_per_server"] > 0 and hot[path]["failures"] == 0
+    assert hot["ratio_p99_vs_floor"] > 0 and hot["reply_bytes"] > 0
+    assert hot["reasoning_free"]["requests"] == 4 and hot["reasoning_free"]["failures"] == 0
+    catalog = s["catalog"]
+    assert {r["index"] for r in catalog["rows"]} == {"flat", "ivf", "hnsw"}
+    # 2,000 items: 51 lists, so the sweep ends at nprobe 51 (exhaustive), each effective value once.
+    assert [r["nprobe"] for r in catalog["rows"] if r["index"] == "ivf"] == [8, 16, 32, 51]
+    assert [r["ef_search"] for r in catalog["rows"] if r["index"] == "hnsw"] == [64, 128, 256, 512, 1024]
+    assert set(catalog["smallest_reaching_target"]["2000"]) == {"ivf", "hnsw"}
+    vllm = s["vllm"]["dtypes"]
+    assert list(vllm) == ["float32"]  # the bundle's dtype
+    assert vllm["float32"]["served_by"]["backend"] == "vllm" and vllm["float32"]["served_by"]["dtype"] == "float32"
     for level in ("1", "2"):
-        assert levels[level]["requests"] > 0 and levels[level]["failures"] == 0
-    assert s["hot"]["cache_hit"]["requests"] > 0 and s["hot"]["cache_hit"]["failures"] == 0
-    assert s["hot"]["reasoning_free"]["requests"] > 0
-    assert {r["index"] for r in s["catalog"]["rows"]} == {"flat", "ivf", "hnsw"}
+        row = vllm["float32"]["levels"][level]
+        for side in ("recommend", "vllm"):
+            assert row[side]["requests"] == 4 and row[side]["failures"] == 0
+        assert row["rps_ratio"] > 0 and row["p50_ratio"] > 0
+    # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.
+    assert vllm["float32"]["levels"]["1"]["agreement"]["same_tokens"] == 1.0
     assert result["machine"]["cores"] >= 1
     text = docs.read_text()
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text
+    assert "## 4. Cache-hit path against its floor" in text and "## 6. r2ec serve against vLLM's own server" in text
 
 
 def test_dist_percentiles():
@@ -86,7 +111,7 @@ def test_results_are_strict_json_without_machine_paths(tmp_path):
     from pathlib import Path
 
     from loadtests.bench_harness import ROOT
-    from loadtests.bench_report import finite, public_path, save
+    from loadtests.bench_report import finite, public_command, public_path, save
 
     save(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None]}
@@ -94,3 +119,83 @@ def test_results_are_strict_json_without_machine_paths(tmp_path):
     assert public_path(Path.home() / ".cache" / "r2ec" / "x") == "~/.cache/r2ec/x"
     assert public_path(Path("/opt/somewhere/else/bundle")) == "bundle"
     assert finite({"x": (1.0,)}) == {"x": [1.0]}
+    args = ["--bundle", "/opt/somewhere/bundle", f"--out={ROOT}/results/b.json", "--smoke", "--docs", ""]
+    assert public_command(args) == "r2ec bench --bundle bundle --out=results/b.json --smoke --docs ''"
+
+
+def test_raw_client_reads_sized_chunked_and_closing_replies():
+    """The load generator's HTTP/1.1: Content-Length, chunked, and a reply that ends with the connection (the
+    client reconnects for the next request); every request is sent once and the loop stops at the count."""
+    import asyncio
+
+    from loadtests.rawhttp import closed_loop, run
+
+    replies = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsized",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nchu\r\n4;x=y\r\nnked\r\n0\r\nT: 1\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nbye",
+    ]
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+            seen.append(await reader.readexactly(length))
+            reply = replies[(len(seen) - 1) % 3]
+            writer.write(reply)
+            await writer.drain()
+            if b"close" in reply:
+                break
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await closed_loop(f"http://127.0.0.1:{port}", "/x", [b"a", b"bb"], 1, 6, 30, keep_bodies=True)
+
+    result = run(main())
+    assert [c.body for c in result.done] == [b"sized", b"chunked", b"bye"] * 2
+    assert [c.status for c in result.done] == [200, 200, 503] * 2 and result.failures == 2
+    assert seen == [b"a", b"bb"] * 3 and result.stopped_by == "requests" and not result.errors
+
+
+def test_catalog_sweeps_cap_at_nlist_and_name_the_smallest_setting():
+    from loadtests.bench_catalog import smallest_reaching, sweep_values
+
+    assert sweep_values((8, 16, 32, 64, 128), 51) == [8, 16, 32, 51]
+    rows = [
+        {"nprobe": 8, "recall_at_10": 0.9, "search": {"p50_ms": 0.1}},
+        {"nprobe": 32, "recall_at_10": 0.97, "search": {"p50_ms": 0.3}},
+        {"nprobe": 16, "recall_at_10": 0.96, "search": {"p50_ms": 0.2}},
+    ]
+    assert smallest_reaching(rows, "nprobe", 0.95) == {"nprobe": 16, "recall_at_10": 0.96, "p50_ms": 0.2}
+    assert smallest_reaching(rows, "nprobe", 0.99) is None
+
+
+def test_the_cli_defaults_are_the_configs():
+    """``r2ec bench`` with no flags runs BenchConfig's defaults (one place to read what a full run does)."""
+    import dataclasses
+    import inspect
+
+    from entrypoints.bench import bench
+    from loadtests.bench_harness import BenchConfig
+
+    config = {f.name: f.default for f in dataclasses.fields(BenchConfig) if f.default is not dataclasses.MISSING}
+    checked = 0
+    for name, param in inspect.signature(bench).parameters.items():
+        if name not in config or name in ("out", "docs", "threads", "command"):
+            continue
+        want = config[name]
+        got = param.default
+        if isinstance(want, tuple):
+            got = tuple(type(want[0])(v) for v in got.split(",")) if got else ()
+            if name == "scenarios":
+                want = tuple(want)
+        assert got == want, name
+        checked += 1
+    assert checked >= 25
