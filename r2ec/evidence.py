@@ -74,32 +74,36 @@ class Transitions:
         rows = sorted(latest, key=latest.__getitem__)
         return rows, np.array([weights[latest[r]] for r in rows], dtype=np.float64)
 
+    def _contributions(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every (window row, neighbour) pair: source rows, neighbour rows, weighted strength, viewers."""
+        rows, weights = self._window(window)
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0), empty
+        nb = self.neighbors[rows]
+        keep = nb >= 0
+        src = np.broadcast_to(np.asarray(rows, dtype=np.int64)[:, None], nb.shape)[keep]
+        strength = (weights[:, None] * self.weights[rows].astype(np.float64))[keep]
+        return src, nb[keep].astype(np.int64), strength, self.shared[rows][keep].astype(np.int64)
+
     def scores(self, window: Sequence[int]) -> np.ndarray:
         """Summed, recency-weighted transition strength of every catalog row from the window (0 = no evidence)."""
-        out = np.zeros(self.neighbors.shape[0], dtype=np.float64)
-        rows, weights = self._window(window)
-        for src, wt in zip(rows, weights, strict=True):
-            keep = self.neighbors[src] >= 0
-            np.add.at(out, self.neighbors[src][keep], wt * self.weights[src][keep].astype(np.float64))
-        return out
+        _, dst, strength, _ = self._contributions(window)
+        return np.bincount(dst, weights=strength, minlength=self.neighbors.shape[0]).astype(np.float64)
 
     def candidates(self, window: Sequence[int], exclude: Sequence[int] = (), n: int = 5) -> list[Candidate]:
         """The ``n`` best-scored rows with any evidence, none of ``exclude`` or the window; ties by row."""
-        score = self.scores(window)
+        src, dst, strength, shared = self._contributions(window)
+        score = np.bincount(dst, weights=strength, minlength=self.neighbors.shape[0]).astype(np.float64)
         banned = np.fromiter({int(r) for r in exclude} | {int(r) for r in window}, dtype=np.int64)
         if banned.size:
             score[banned] = 0.0
         found = np.flatnonzero(score > 0)
         best = found[np.lexsort((found, -score[found]))][:n]
-        rows, weights = self._window(window)
         out = []
         for r in best.tolist():
-            support = []
-            for src, wt in zip(rows, weights, strict=True):
-                hit = np.flatnonzero(self.neighbors[src] == r)
-                if hit.size:
-                    j = int(hit[0])
-                    support.append((wt * float(self.weights[src, j]), src, int(self.shared[src, j])))
-            support.sort(key=lambda t: (-t[0], t[1]))
-            out.append(Candidate(r, float(score[r]), tuple(s for _, s, _ in support), support[0][2]))
+            mine = np.flatnonzero(dst == r)
+            # strongest contribution first, ties by source row
+            order = mine[np.lexsort((src[mine], -strength[mine]))]
+            out.append(Candidate(r, float(score[r]), tuple(int(x) for x in src[order]), int(shared[order[0]])))
         return out
