@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from r2ec.engine.factory import EngineFields
+from r2ec.engine.settings import EngineFields
 
 
 class Settings(BaseSettings, EngineFields):

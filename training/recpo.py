@@ -27,6 +27,7 @@ from r2ec import logs
 from r2ec.encoder import encode, pad_right
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
+from r2ec.engine.settings import EngineSettings
 from r2ec.exclusion import excluded_rows
 from r2ec.index import IndexSpec, build_index
 from r2ec.pooling import backbone, last_token_pool
@@ -76,9 +77,8 @@ class RecPOTrainer(TrainerBase):
         state = self.resume_state(resume)
         if state is not None:
             self.stale = state["stale"]
-        self.engine = TransformersEngine(
-            self.model_dir, self.tokenizer, model=self.model, max_batch=64, batch_wait_s=0.02
-        )
+        rollouts = EngineSettings(max_batch=64, batch_wait_ms=20.0)
+        self.engine = TransformersEngine(self.model_dir, self.tokenizer, rollouts, model=self.model)
 
     # -- vectors -----------------------------------------------------------------------------------------------
     def item_sequences(self, items: Sequence[str]) -> list[list[int]]:

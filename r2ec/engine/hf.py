@@ -17,41 +17,37 @@ import numpy as np
 from r2ec import ANSWER
 from r2ec.engine.base import Engine, EngineClosed, EngineOverloaded, Generation, GenerationEvent, GenerationOptions
 from r2ec.engine.hf_batch import BatchWorker, EncJob, GenJob
+from r2ec.engine.settings import EngineSettings
 from r2ec.models import load_causal_lm, torch_dtype  # noqa: F401  (torch_dtype re-exported)
 
 
 class TransformersEngine(Engine):
     name = "transformers"
 
+    encode_batch_size = 16
+
     def __init__(
         self,
         model_dir: Path | str,
         tokenizer: Any,
-        dtype: str = "float32",
-        device: str = "cpu",
-        max_batch: int = 8,
-        batch_wait_s: float = 0.005,
-        max_queue: int = 256,
-        encode_batch_size: int = 16,
+        settings: EngineSettings | None = None,
         answer: str = ANSWER,
         model: Any | None = None,
     ):
+        """``model``: an already loaded model to serve (training rollouts run the live policy)."""
+        s = settings or EngineSettings()
         self.model_dir = Path(model_dir)
         self.tokenizer = tokenizer
-        self.dtype = dtype
-        self.device = device
-        self.max_batch = max_batch
-        self.batch_wait_s = batch_wait_s
-        self.max_queue = max_queue
-        self.encode_batch_size = encode_batch_size
+        self.dtype, self.device, self.max_batch, self.max_queue = s.dtype, s.device, s.max_batch, s.max_queue
+        self.batch_wait_s = s.batch_wait_ms / 1000.0
         self.answer = answer
         self.model = model
         self._worker = BatchWorker(
             tokenizer,
             answer,
-            max_batch=max_batch,
-            batch_wait_s=batch_wait_s,
-            encode_batch_size=encode_batch_size,
+            max_batch=self.max_batch,
+            batch_wait_s=self.batch_wait_s,
+            encode_batch_size=self.encode_batch_size,
             on_token=self._count_token,
         )
 

@@ -30,6 +30,7 @@ from r2ec.engine.base import (
     StageTimes,
 )
 from r2ec.engine.reasoning import ReasoningStream
+from r2ec.engine.settings import EngineSettings
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX
 from r2ec.models import stop_token_ids
 from r2ec.pooling import l2_normalize
@@ -41,35 +42,20 @@ PHASES = ("generation", "capture")
 class VLLMEngine(Engine):
     name = "vllm"
 
+    seed = 0
+
     def __init__(
-        self,
-        model_dir: Path | str,
-        tokenizer: Any,
-        dtype: str = "float32",
-        max_model_len: int = 4096,
-        capture: CaptureMode = "hook",
-        in_process: bool = True,
-        enforce_eager: bool = True,
-        max_num_seqs: int = 64,
-        max_queue: int = 256,
-        gpu_memory_utilization: float = 0.85,
-        kv_cache_gib: float = 1.0,
-        answer: str = ANSWER,
-        seed: int = 0,
+        self, model_dir: Path | str, tokenizer: Any, settings: EngineSettings | None = None, answer: str = ANSWER
     ):
+        s = settings or EngineSettings(backend="vllm")
         self.model_dir = Path(model_dir)
         self.tokenizer = tokenizer
-        self.dtype = dtype
-        self.max_model_len = max_model_len
-        self.capture = capture
-        self.in_process = in_process
-        self.enforce_eager = enforce_eager
-        self.max_num_seqs = max_num_seqs
-        self.max_queue = max_queue
-        self.gpu_memory_utilization = gpu_memory_utilization
-        self.kv_cache_gib = kv_cache_gib
+        self.dtype, self.max_model_len, self.max_queue = s.dtype, s.max_model_len, s.max_queue
+        self.capture: CaptureMode = s.vllm_capture
+        self.in_process, self.enforce_eager = s.vllm_in_process, s.vllm_enforce_eager
+        self.max_num_seqs = max(s.max_batch, 1)  # the running sequences vLLM schedules together
+        self.gpu_memory_utilization, self.kv_cache_gib = s.vllm_gpu_memory_utilization, s.vllm_kv_cache_gib
         self.answer = answer
-        self.seed = seed
         self.llm: Any = None
         self.pooler: Any = None
         self.capture_mode = ""

@@ -21,6 +21,7 @@ from loadtests.launcher import ServerProcess
 from model_export.bundle import load_bundle
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
+from r2ec.engine.settings import EngineSettings
 from r2ec.engine.vllm_hook import CAPTURE_MODE
 from tests.archs import authors_adapter, build_tiny_arch
 
@@ -110,7 +111,7 @@ async def test_engine_vectors_agree_and_capture_equals_reference(arch_bundle, da
     assert load_causal_lm(b.model_dir).config._attn_implementation == ("eager" if arch == "gemma2" else "sdpa")
     samples = temporal_split(Dataset.load(dataset_dir).timelines())["test"][:3]
     hf = TransformersEngine(b.model_dir, b.tokenizer)
-    vl = VLLMEngine(b.model_dir, b.tokenizer, dtype="float32", max_model_len=2048, max_num_seqs=4)
+    vl = VLLMEngine(b.model_dir, b.tokenizer, EngineSettings(backend="vllm", max_model_len=2048, max_batch=4))
     await hf.start()
     await vl.start()
     try:

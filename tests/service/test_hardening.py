@@ -67,9 +67,10 @@ def test_engine_fails_only_the_row_that_cannot_be_sampled(tiny_model_dir, smollm
     """Below the API (which refuses such input), the engine itself isolates a row whose sampling blows up."""
     from r2ec.engine.base import GenerationOptions, InvalidRequest
     from r2ec.engine.hf import TransformersEngine
+    from r2ec.engine.settings import EngineSettings
 
     async def run() -> list:
-        engine = TransformersEngine(tiny_model_dir, smollm_tokenizer, max_batch=4, batch_wait_s=0.3)
+        engine = TransformersEngine(tiny_model_dir, smollm_tokenizer, EngineSettings(max_batch=4, batch_wait_ms=300))
         await engine.start()
         try:
             prompt = smollm_tokenizer("hello there")["input_ids"]

@@ -7,11 +7,14 @@ import torch
 from r2ec.encoder import encode, pad_id_of
 from r2ec.engine.base import Delta, Generation, GenerationOptions
 from r2ec.engine.hf import TransformersEngine
+from r2ec.engine.settings import EngineSettings
 
 
 @pytest.fixture
 async def engine(tiny_model_dir, smollm_tokenizer, tiny_model):
-    eng = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model, max_batch=4, batch_wait_s=0.05)
+    eng = TransformersEngine(
+        tiny_model_dir, smollm_tokenizer, EngineSettings(max_batch=4, batch_wait_ms=50), model=tiny_model
+    )
     await eng.start()
     yield eng
     await eng.close()
@@ -94,7 +97,9 @@ async def _marker_engine(tiny_model_dir, tok, tiny_model, ids, at: slice = slice
         await probe.close()
     marker = tok.decode(free.token_ids[at])
     assert marker and marker in free.text
-    eng = TransformersEngine(tiny_model_dir, tok, model=tiny_model, max_batch=4, batch_wait_s=0.05, answer=marker)
+    eng = TransformersEngine(
+        tiny_model_dir, tok, EngineSettings(max_batch=4, batch_wait_ms=50), marker, model=tiny_model
+    )
     await eng.start()
     return eng, marker
 

@@ -11,6 +11,7 @@ from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
+from r2ec.engine.settings import EngineSettings
 from r2ec.engine.vllm_hook import CAPTURE_MODE, HiddenStateCapture
 
 pytestmark = pytest.mark.vllm
@@ -21,7 +22,7 @@ async def vllm_engine(tiny_bundle):
     from r2ec.engine.vllm import VLLMEngine
 
     b = load_bundle(tiny_bundle)
-    eng = VLLMEngine(b.model_dir, b.tokenizer, dtype="float32", max_model_len=2048, max_num_seqs=8)
+    eng = VLLMEngine(b.model_dir, b.tokenizer, EngineSettings(backend="vllm", max_model_len=2048, max_batch=8))
     await eng.start()
     yield eng
     await eng.close()

@@ -1,0 +1,41 @@
+"""The engine's settings, defined once: the service's ``Settings`` inherits ``EngineFields`` (so each is also an
+``R2EC_*`` variable and a ``r2ec serve`` flag), and every engine takes an ``EngineSettings``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Backend = Literal["transformers", "vllm"]
+
+
+class EngineFields(BaseModel):
+    """The engine's settings, defined once: the service's ``Settings`` inherits them (so each is also an
+    ``R2EC_*`` variable and a ``r2ec serve`` flag) and ``EngineSettings`` is what the engines are built from."""
+
+    backend: Backend = Field("transformers", description="Inference backend.")
+    dtype: str = Field("float32", description="Model dtype: float32, bfloat16, float16.")
+    device: str = Field("cpu", description="Device for the transformers backend (cpu, cuda).")
+    max_batch: int = Field(8, description="Max requests batched together (transformers) / max running seqs (vLLM).")
+    batch_wait_ms: float = Field(5.0, description="How long the transformers batcher waits for company.")
+    max_queue: int = Field(256, description="Requests the engine holds beyond which it refuses (overloaded).")
+    max_model_len: int = Field(4096, description="vLLM context length.")
+    vllm_capture: Literal["hook", "pooling"] = Field(
+        "hook", description="Hidden-state capture: worker hook or pooling engine."
+    )
+    vllm_gpu_memory_utilization: float = Field(0.85, description="vLLM GPU memory fraction.")
+    vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
+    vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
+
+
+class EngineSettings(EngineFields):
+    model_config = ConfigDict(frozen=True)
+
+    vllm_in_process: bool = True  # the engine core in this process (tests, CPU); the service keeps the default
+
+    @classmethod
+    def from_settings(cls, settings: EngineFields, **overrides: Any) -> EngineSettings:
+        """The engine fields of ``settings`` (e.g. the service's), then ``overrides``."""
+        values = {name: getattr(settings, name) for name in EngineFields.model_fields}
+        return cls.model_validate({**values, **overrides})
