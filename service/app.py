@@ -25,6 +25,7 @@ from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_re
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.redis_conn import RedisConnection
+from service.replies import ReplyCache
 from service.routers import items, ops, recommend, users
 from service.serving import RecommendService
 from service.settings import Settings
@@ -146,6 +147,7 @@ async def load_components(
 def make_stores(state: ServiceState) -> None:
     """The result cache and the user store: both on one Redis connection when configured, in process otherwise."""
     s = state.settings
+    state.replies = ReplyCache(s.reply_cache_size, s.cache_ttl_s)
     if s.redis_url:
         state.redis = RedisConnection(s.redis_url, s.redis_timeout_s)
         state.results = RedisResultCache(state.redis, s.cache_ttl_s)

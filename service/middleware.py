@@ -13,9 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import check_bearer
 from service.errors import ApiError, ErrorType, error_response
+from service.replies import HEADERS
 from service.state import ServiceState
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REPLAYED_ROUTE = "/v1/recommend"
 
 
 class RequestContext:
@@ -38,6 +40,28 @@ class RequestContext:
         )
         await send({"type": "http.response.body", "body": response.body})
 
+    async def _replay(
+        self, scope: Scope, body: list[Message], send: Send, rid: str, started: float, status: dict[str, int]
+    ) -> bool:
+        """Answer an identical replayable recommend request from ``state.replies`` (``service.replies``); else
+        leave the key in the request state for the route to store its reply under."""
+        st = self.state
+        if st.replies is None or st.bundle is None or scope["method"] != "POST" or scope["path"] != REPLAYED_ROUTE:
+            return False
+        data = b"".join(m.get("body", b"") for m in body if m["type"] == "http.request")
+        key = st.replies.key(st.bundle.version, scope["state"].get("tenant"), data)
+        reply = st.replies.get(key)
+        if reply is None:
+            scope["state"]["reply_key"] = key
+            return False
+        total_ms = (time.perf_counter() - started) * 1000
+        status["status"] = 200
+        headers = [*HEADERS, (b"x-request-id", rid.encode()), (b"x-total-time-ms", f"{total_ms:.1f}".encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body(rid, total_ms)})
+        st.metrics.cache.labels("hit").inc()
+        return True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -57,8 +81,8 @@ class RequestContext:
             route = scope.get("route")
             return getattr(route, "path", None) or ("/v1/*" if path.startswith("/v1") else "other")
 
-        def observe() -> None:
-            label = route_label()
+        def observe(label: str | None = None) -> None:
+            label = label or route_label()
             metrics.requests.labels(label, str(status_holder["status"])).inc()
             metrics.latency.labels(label).observe(time.perf_counter() - started)
 
@@ -105,6 +129,10 @@ class RequestContext:
                     return
                 if not message.get("more_body", False):
                     break
+
+        if await self._replay(scope, replay, send, rid, started, status_holder):
+            observe(REPLAYED_ROUTE)
+            return
 
         async def replaying_receive() -> Message:
             if replay:

@@ -63,6 +63,11 @@ class Settings(BaseSettings, EngineFields):
     redis_timeout_s: float = Field(0.25, description="Redis socket timeout; a slow Redis degrades, never blocks.")
     cache_ttl_s: int = Field(3600, description="TTL of cached reasoning + user vectors.")
     cache_size: int = Field(10000, description="Entries of the in-process cache.")
+    reply_cache_size: int = Field(
+        4096,
+        description="Whole replies kept in process for repeated requests whose reply depends only on their bytes "
+        "(deterministic, no user_id, no clock-dependent ages); 0 = off.",
+    )
     user_events_cap: int = Field(200, description="Events kept per user context (oldest dropped).")
     user_ttl_s: int = Field(0, description="TTL of a user context in seconds (0 = none).")
     # ops

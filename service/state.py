@@ -15,6 +15,7 @@ from r2ec.recommender import Recommender
 from service.cache import ResultCache
 from service.metrics import Metrics
 from service.redis_conn import RedisConnection
+from service.replies import ReplyCache
 from service.settings import Settings
 from service.user_store import UserStore
 
@@ -30,6 +31,7 @@ class ServiceState:
     engine: Engine | None = None
     recommender: Recommender | None = None
     results: ResultCache | None = None  # best effort
+    replies: ReplyCache | None = None  # whole replies of requests that depend only on their bytes
     users: UserStore | None = None  # store of record
     redis: RedisConnection | None = None  # shared by both when configured
     draining: bool = False

@@ -15,6 +15,7 @@ from r2ec.engine.base import Delta
 from service.auth import require_api_key
 from service.errors import ApiError, ErrorType, error_body, to_api_error
 from service.protocol import ERROR_RESPONSES, RecommendRequest, RecommendResponse
+from service.replies import replayable
 from service.state import get_service, get_state
 
 router = APIRouter(prefix="/v1", tags=["recommend"], dependencies=[Depends(require_api_key)])
@@ -68,6 +69,11 @@ async def recommend(body: RecommendRequest, request: Request, response: Response
             get_state(request).metrics.disconnects.inc()
             raise ApiError(ErrorType.CLIENT_CLOSED, "client closed the request") from None
     _timing_headers(response, result)
+    st = get_state(request)
+    key = getattr(request.state, "reply_key", None)
+    ages = st.bundle is not None and "{delta}" in st.bundle.templates.history_line
+    if key is not None and st.replies is not None and replayable(body, prompt_ages=ages):
+        st.replies.put(key, result)
     return result
 
 
