@@ -58,6 +58,38 @@ def smallest_reaching(rows: list[dict[str, Any]], setting: str, target: float) -
     return {setting: best[setting], "recall_at_10": best["recall_at_10"], "p50_ms": best["search"]["p50_ms"]}
 
 
+def sweep(
+    cfg: BenchConfig,
+    index: Any,
+    setting: str,
+    values: list[int],
+    apply: Any,
+    base: dict[str, Any],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> list[dict[str, Any]]:
+    """One row per value of a search-time ``setting`` (``apply(index, value)`` sets it): latency and recall."""
+    vectors, queries, truth = data
+    rows = []
+    for value in values:
+        apply(index, value)
+        row = {**base, setting: value, "search": dist(search_times(index, queries))}
+        row["recall_at_10"] = recall_at(index, vectors, queries, 10, truth)
+        rows.append(row)
+        cfg.progress(
+            f"  catalog: {base['items']} items, {base['index']} {setting} {value}: "
+            f"p50 {row['search']['p50_ms']:.3f} ms, recall {row['recall_at_10']:.3f}"
+        )
+    return rows
+
+
+def _set_nprobe(index: Any, value: int) -> None:
+    index.nprobe = value
+
+
+def _set_ef_search(index: Any, value: int) -> None:
+    index.hnsw.efSearch = value
+
+
 def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []
@@ -87,18 +119,10 @@ def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
         index = build_index(vectors, spec)
         build_s = time.perf_counter() - t
         nlist = int(index.nlist)
-        ivf_rows = []
-        for nprobe in sweep_values(cfg.ivf_nprobes, nlist):
-            index.nprobe = nprobe
-            row: dict[str, Any] = {"items": n, "index": "ivf", "nprobe": nprobe, "nlist": nlist}
-            row |= {"train_vectors": min(n, IVF_TRAIN_PER_LIST * nlist), "build_s": round(build_s, 2)}
-            row |= {"search": dist(search_times(index, queries))}
-            row["recall_at_10"] = recall_at(index, vectors, queries, 10, truth)
-            ivf_rows.append(row)
-            cfg.progress(
-                f"  catalog: {n} items, ivf nprobe {nprobe}/{nlist}: p50 {row['search']['p50_ms']:.3f} ms, "
-                f"recall {row['recall_at_10']:.3f}"
-            )
+        ivf = {"items": n, "index": "ivf", "nlist": nlist, "train_vectors": min(n, IVF_TRAIN_PER_LIST * nlist)}
+        ivf["build_s"] = round(build_s, 2)
+        data = (vectors, queries, truth)
+        ivf_rows = sweep(cfg, index, "nprobe", sweep_values(cfg.ivf_nprobes, nlist), _set_nprobe, ivf, data)
         rows += ivf_rows
         if faiss_gpus() > 0:  # IVF on GPU 0 at the serving default nprobe
             gpu_index, _ = place_index(index, spec, "gpu")
@@ -125,18 +149,10 @@ def scenario_catalog(cfg: BenchConfig) -> dict[str, Any]:
             t = time.perf_counter()
             index = build_index(vectors, hnsw)
             build_s = time.perf_counter() - t
-            hnsw_rows = []
-            for ef in sweep_values(cfg.hnsw_efs):
-                index.hnsw.efSearch = ef
-                row = {"items": n, "index": "hnsw", "ef_search": ef, "m": hnsw.hnsw_m}
-                row |= {"ef_construction": hnsw.ef_construction, "build_s": round(build_s, 2)}
-                row |= {"search": dist(search_times(index, queries))}
-                row["recall_at_10"] = recall_at(index, vectors, queries, 10, truth)
-                hnsw_rows.append(row)
-                cfg.progress(
-                    f"  catalog: {n} items, hnsw efSearch {ef}: p50 {row['search']['p50_ms']:.3f} ms, "
-                    f"recall {row['recall_at_10']:.3f}"
-                )
+            base = {"items": n, "index": "hnsw", "m": hnsw.hnsw_m, "ef_construction": hnsw.ef_construction}
+            base["build_s"] = round(build_s, 2)
+            efs = sweep_values(cfg.hnsw_efs)
+            hnsw_rows = sweep(cfg, index, "ef_search", efs, _set_ef_search, base, data)
             rows += hnsw_rows
             size_best["hnsw"] = smallest_reaching(hnsw_rows, "ef_search", cfg.recall_target)
             del index
