@@ -94,7 +94,12 @@ RULES = [
     ),
     Rule(("r2ec", "export"), options={"--catalog": "TINY", "--evidence-data": "TINY"}),
     Rule(("r2ec", "bench", "--smoke"), options={"--out": "WORK/bench.json"}),
-    Rule(("r2ec", "bench", "--scenarios", "catalog"), options={"--catalog-sizes": "1000"}),
+    Rule(("r2ec", "bench", "--scenarios", "catalog"), options={"--catalog-sizes": "1000", "--out": "WORK/c.json"}),
+    Rule(
+        ("r2ec", "bench"),
+        kind="covered",
+        covered_by="the --smoke command above: every scenario of the full run, on small sizes and counts",
+    ),
     Rule(
         ("python", "-m", "loadtests.faults"),
         options={"--seconds": "12", "--docs": "WORK/benchmarks.md", "--out": "WORK/faults.json"},
