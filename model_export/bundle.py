@@ -27,6 +27,7 @@ from r2ec.bundle import (  # re-exported: the exporter's callers read bundles to
     Bundle,
     BundleError,
     load_bundle,
+    manifest_identity,
     read_manifest,
     sha256_file,
     verify_files,
@@ -79,11 +80,9 @@ def finalize_bundle(staging: Path, out: Path, manifest: dict[str, Any], force: b
     files = file_table(staging)
     manifest = dict(manifest)
     manifest["files"] = files
-    identity = hashlib.sha256(json.dumps({k: v["sha256"] for k, v in files.items()}, sort_keys=True).encode())
-    identity.update(json.dumps(manifest["templates"], sort_keys=True).encode())
-    identity.update(str(manifest["tau"]).encode())
-    manifest["bundle_version"] = identity.hexdigest()[:16]
+    manifest["format_version"] = FORMAT_VERSION
     manifest["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest["bundle_version"] = manifest_identity(manifest)
     tmp_manifest = staging / (MANIFEST + ".tmp")
     tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp_manifest, staging / MANIFEST)

@@ -34,6 +34,7 @@ from model_export.bundle import (
     staging_dir,
 )
 from r2ec import logs
+from r2ec.bundle import FORMAT_VERSION
 from r2ec.catalog import Catalog
 from r2ec.chat import ChatRenderer, template_identity
 from r2ec.encoder import encode, pad_id_of
@@ -185,7 +186,7 @@ def run_export(cfg: ExportConfig) -> Path:
         config = json.loads((model_dir / "config.json").read_text())
         manifest: dict[str, Any] = {
             "format": "r2ec-bundle",
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "name": cfg.name or cfg.out.name,
             "domain": cfg.domain,
             "templates": cfg.templates.to_dict(),

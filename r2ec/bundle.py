@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from r2ec.scoring import Ranker
 
 FORMAT = "r2ec-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: bundle_version digests the whole manifest (1: files, templates and tau only)
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 MODEL_DIR = "model"
 CATALOG = "catalog.jsonl"
@@ -131,6 +132,24 @@ class Bundle:
         return AutoTokenizer.from_pretrained(str(self.model_dir))
 
 
+# The record of when and where a bundle was made: not part of what it is.
+_PROVENANCE = ("bundle_version", "created_at", "created_by")
+
+
+def manifest_identity(manifest: dict[str, Any]) -> str:
+    """The bundle version: a digest of everything the manifest says about the bundle (file checksums, templates,
+    tau, serving defaults, model, index, evidence, ...), so that a manifest edited or corrupted after export no
+    longer matches its own version. Format 1 digested the files, templates and tau only."""
+    if manifest.get("format_version") == 1:
+        files = {k: v["sha256"] for k, v in manifest["files"].items()}
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode())
+        digest.update(json.dumps(manifest["templates"], sort_keys=True).encode())
+        digest.update(str(manifest["tau"]).encode())
+        return digest.hexdigest()[:16]
+    body = {k: v for k, v in manifest.items() if k not in _PROVENANCE}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _fail(root: Path, what: str) -> BundleError:
     return BundleError(f"bundle {root}: {what}")
 
@@ -147,14 +166,22 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise _fail(root, f"{MANIFEST} is not valid JSON ({exc})") from None
     if manifest.get("format") != FORMAT:
         raise _fail(root, f"{MANIFEST} has format {manifest.get('format')!r}, expected {FORMAT!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
         raise _fail(
-            root,
-            f"format version {manifest.get('format_version')!r} is not supported (this build reads {FORMAT_VERSION})",
+            root, f"format version {manifest.get('format_version')!r} is not supported (this build reads {readable})"
         )
     for key in ("bundle_version", "templates", "tau", "vectors", "index", "files", "model", "counts"):
         if key not in manifest:
             raise _fail(root, f"{MANIFEST} lacks {key!r}")
+    try:
+        identity = manifest_identity(manifest)
+        PromptTemplates.from_dict(manifest["templates"])
+        GenerationDefaults.from_dict(manifest.get("generation"))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise _fail(root, f"{MANIFEST} is malformed ({exc})") from None
+    if identity != manifest["bundle_version"]:
+        raise _fail(root, f"{MANIFEST} does not match its bundle_version (edited or corrupted after export)")
     return manifest
 
 

@@ -126,8 +126,11 @@ class GenerationDefaults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GenerationDefaults:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+        """None (bundles made before serving defaults were recorded): the built-in defaults."""
+        unknown = set(data or {}) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown generation fields: {sorted(unknown)}")
+        return cls(**(data or {}))
 
 
 # The authors evaluate their checkpoints with a 640-token reasoning budget in bfloat16; a shorter budget cuts their

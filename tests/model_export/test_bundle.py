@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from model_export.bundle import BundleError, load_bundle
+from model_export.bundle import BundleError, load_bundle, manifest_identity
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of
 from r2ec.prompts import item_text
@@ -73,8 +73,22 @@ def test_unknown_format_version_is_refused(bundle_copy):
 def test_mismatched_dims_are_refused_even_with_valid_checksums(bundle_copy):
     m = json.loads((bundle_copy / "manifest.json").read_text())
     m["vectors"]["dim"] = 64
+    m["bundle_version"] = manifest_identity(m)  # re-sealed: only the cross-check can tell
     (bundle_copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="expected"):
+        load_bundle(bundle_copy)
+
+
+def test_a_manifest_edited_after_export_is_refused(bundle_copy):
+    m = json.loads((bundle_copy / "manifest.json").read_text())
+    m["generation"]["max_reasoning_tokens"] += 1  # a serving default, not a file: no checksum covers it
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="does not match its bundle_version"):
+        load_bundle(bundle_copy)
+    m["generation"]["max_reasoning_token"] = m["generation"].pop("max_reasoning_tokens")
+    m["bundle_version"] = manifest_identity(m)
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="unknown generation fields"):
         load_bundle(bundle_copy)
 
 
