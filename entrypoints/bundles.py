@@ -97,7 +97,7 @@ def export(
 @app.command("demo-bundle")
 def demo_bundle(
     out: Annotated[Path | None, typer.Option(help="Bundle directory (default: the embedded default's path).")] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Rebuild even if it is up to date.")] = False,
     untrained: Annotated[
         bool, typer.Option("--untrained", help="The base model without the shipped adapter (for comparison).")
     ] = False,
@@ -106,13 +106,15 @@ def demo_bundle(
     MovieLens-100K."""
     setup_logging()
     threads_for(None)
-    from model_export.demo import DEFAULT_BUNDLE, build_demo_bundle
+    from model_export.demo import DEFAULT_BUNDLE, build_demo_bundle, built_recipe, demo_recipe, ensure_demo_bundle
 
     target = out or DEFAULT_BUNDLE
-    if (target / "manifest.json").is_file() and not force:
-        typer.echo(f"demo bundle already at {target} (use --force to rebuild)")
-        return
-    typer.echo(f"bundle written to {build_demo_bundle(target, force=force, untrained=untrained)}")
+    if force:
+        typer.echo(f"bundle written to {build_demo_bundle(target, force=True, untrained=untrained)}")
+    elif built_recipe(target) == demo_recipe(untrained):
+        typer.echo(f"demo bundle already at {target}, built from this checkout's recipe (use --force to rebuild)")
+    else:  # none yet, or built from another adapter / prompt: (re)build
+        typer.echo(f"bundle written to {ensure_demo_bundle(target, untrained=untrained)}")
 
 
 @bundle_app.command("verify")

@@ -114,17 +114,20 @@ def build_demo_bundle(
     return run_export(demo_export_config(out, data_dir, base, force=force, untrained=untrained))
 
 
-def ensure_demo_bundle(out: Path = DEFAULT_BUNDLE) -> Path:
+def built_recipe(out: Path) -> str | None:
+    """The recipe a bundle directory was built from (None: no bundle there, or one without a recipe)."""
+    try:
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("recipe")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def ensure_demo_bundle(out: Path = DEFAULT_BUNDLE, untrained: bool = False) -> Path:
     """The embedded default: built on first use, and again when it was built from another recipe (an older
     adapter or prompt than this checkout ships)."""
-    manifest = out / "manifest.json"
-    if manifest.is_file():
-        try:
-            built = json.loads(manifest.read_text(encoding="utf-8")).get("recipe")
-        except (OSError, ValueError):
-            built = None
-        if built == demo_recipe():
-            return out
+    if built_recipe(out) == demo_recipe(untrained):
+        return out
+    stale = (out / "manifest.json").is_file()
+    if stale:
         log.warning("the demo bundle was built from another recipe; rebuilding", extra={"bundle": str(out)})
-        return build_demo_bundle(out, force=True)
-    return build_demo_bundle(out)
+    return build_demo_bundle(out, force=stale, untrained=untrained)

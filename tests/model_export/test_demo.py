@@ -35,7 +35,7 @@ def test_the_shipped_adapter_merges_into_a_bundle_whose_checksums_verify(smollm2
 def test_a_bundle_of_another_recipe_is_rebuilt(tmp_path, monkeypatch):
     built: list[tuple[str, bool]] = []
 
-    def build(out, force=False, **_):
+    def build(out, force=False, untrained=False):
         built.append((out.name, force))
         return out
 
