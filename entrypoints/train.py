@@ -92,7 +92,8 @@ def train(
     assert isinstance(templates, PromptTemplates)
     summary: dict[str, Any]
     if stage == "sft":
-        from training.sft import SFTConfig, SFTTrainer
+        from training.config import SFTConfig
+        from training.sft import SFTTrainer
 
         scfg = SFTConfig(
             protocol=cast(Any, protocol),

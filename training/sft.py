@@ -16,9 +16,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,45 +34,11 @@ from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text
 from training import persistence
 from training.base import TrainerBase
-from training.config import TrainConfig
+from training.config import SFTConfig
 from training.frozen_prefix import FrozenPrefix
 from training.traces import render_trace
 
 log = logs.get(__name__)
-
-
-@dataclass
-class SFTConfig(TrainConfig):
-    """Sized for 2 CPU cores: bfloat16 weights, LoRA (r 16) on the top 8 layers, micro-batches of 2."""
-
-    protocol: Literal["temporal", "loo"] = "loo"
-    batch_size: int = 8
-    max_steps: int = 300
-    lr: float = 3e-4
-    bf16: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_top_layers: int = 8
-    eval_every: int = 50
-    eval_samples: int = 200
-    micro_batch: int = 2
-    lm_weight: float = 1.0
-    rec_weight: float = 1.0
-    tau: float = 0.02
-    bank_refresh_every: int = 25
-    live_negatives: int = 6  # random items per micro-batch encoded live too, so "live vs stale bank" never tells
-    # Distillation from the collaborative teacher: the user's softmax over the bank is pulled toward the
-    # evidence table's scores over its window (training interactions only, never the sample's own future). One
-    # hard target per sample teaches slowly on a CPU budget; 50 soft ones teach much faster.
-    kd_weight: float = 1.0
-    kd_candidates: int = 50
-    kd_temperature: float = 0.05
-    # The item tower learns the collaborative structure too: per step, ``item_batch`` items encoded live are pulled
-    # toward their neighbours in the evidence table (the same soft-target cross-entropy). Without it the item
-    # vectors stay text-semantic (genre, year) and a user vector near the right candidates still ranks their
-    # collaborative neighbours no better than genre does.
-    item_weight: float = 1.0
-    item_batch: int = 32
 
 
 class SFTTrainer(TrainerBase):

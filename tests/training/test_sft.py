@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from r2ec.templates import domain_templates
-from training.sft import SFTConfig, SFTTrainer
+from training.config import SFTConfig
+from training.sft import SFTTrainer
 
 
 def test_sft_steps_lower_the_loss_on_a_tiny_model(tiny_model_dir, dataset_dir, tmp_path):
