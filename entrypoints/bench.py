@@ -128,7 +128,7 @@ def bench(
     setup_logging("warning")
     threads_for(threads)
     from loadtests.bench import BenchConfig, run_bench
-    from loadtests.bench_report import public_command
+    from loadtests.bench_record import public_command
     from model_export.demo import DEFAULT_DATA, ensure_demo_bundle, ensure_movielens
 
     if docs is not None and str(docs) in ("", "."):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -90,58 +90,52 @@ def train(
     else:
         fail("give --bundle, or --base-model with --domain")
     assert isinstance(templates, PromptTemplates)
-    summary: dict[str, Any]
+    # What both stages take from the command line; each stage adds its own knobs below.
+    shared: dict[str, Any] = dict(
+        protocol=protocol,
+        batch_size=batch_users,
+        max_steps=max_steps,
+        lr=lr,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        bf16=bf16,
+        eval_every=eval_every,
+        eval_samples=eval_users,
+        time_limit_s=time_limit_s,
+        seed=seed,
+    )
+    trainer: Any
     if stage == "sft":
         from training.config import SFTConfig
         from training.sft import SFTTrainer
 
-        scfg = SFTConfig(
-            protocol=cast(Any, protocol),
-            batch_size=batch_users,
-            micro_batch=micro_batch,
-            max_steps=max_steps,
-            lr=lr,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_top_layers=lora_top_layers,
-            kd_weight=kd_weight,
-            item_weight=item_weight,
-            bf16=bf16,
-            eval_every=eval_every,
-            eval_samples=eval_users,
-            time_limit_s=time_limit_s,
-            seed=seed,
+        extra: dict[str, Any] = dict(
+            micro_batch=micro_batch, lora_top_layers=lora_top_layers, kd_weight=kd_weight, item_weight=item_weight
         )
-        summary = SFTTrainer(scfg, model_dir, data, out, templates, resume=resume, init_adapter=init_adapter).train()
+        trainer = SFTTrainer(
+            SFTConfig(**shared, **extra), model_dir, data, out, templates, resume=resume, init_adapter=init_adapter
+        )
     else:
         from training.config import RecPOConfig
         from training.recpo import RecPOTrainer
 
-        cfg = RecPOConfig(
+        extra = dict(
             group_size=group_size,
-            batch_size=batch_users,
-            max_steps=max_steps,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,
             beta=beta,
             ppo_epochs=ppo_epochs,
-            lr=lr,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            eval_every=eval_every,
-            eval_samples=eval_users,
             eval_max_new_tokens=eval_max_new_tokens,
             patience=patience,
-            time_limit_s=time_limit_s,
-            bf16=bf16,
             gradient_checkpointing=gradient_checkpointing,
-            seed=seed,
             no_reasoning=no_reasoning,
-            protocol=cast(Any, protocol),
-            reward=cast(Any, reward),
-            advantage=cast(Any, advantage),
+            reward=reward,
+            advantage=advantage,
         )
-        summary = RecPOTrainer(cfg, model_dir, data, out, templates, resume=resume, init_adapter=init_adapter).train()
+        trainer = RecPOTrainer(
+            RecPOConfig(**shared, **extra), model_dir, data, out, templates, resume=resume, init_adapter=init_adapter
+        )
+    summary: dict[str, Any] = trainer.train()
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"export with: r2ec export --base-model {model_dir} --adapter {out / 'adapter'} --catalog {data} ...")

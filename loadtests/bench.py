@@ -30,7 +30,8 @@ from typing import Any
 
 from loadtests.bench_catalog import scenario_catalog
 from loadtests.bench_harness import BenchConfig, machine
-from loadtests.bench_report import problems, public_path, render_markdown, save
+from loadtests.bench_record import problems, public_path, save
+from loadtests.bench_report import render_markdown
 from loadtests.bench_scenarios import scenario_capture, scenario_hot, scenario_overhead, scenario_scaling
 from loadtests.bench_vllm import scenario_vllm
 from model_export.bundle import load_bundle

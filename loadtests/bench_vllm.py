@@ -28,7 +28,7 @@ from loadtests.bench_harness import (
     request_body,
     service_message,
 )
-from loadtests.bench_report import public_path
+from loadtests.bench_record import public_path
 from loadtests.launcher import ServerProcess, VLLMServer, start_all
 from loadtests.rawhttp import LoopResult
 from model_export.bundle import Bundle

@@ -91,7 +91,7 @@ def test_markdown_renders_partial_results():
 
 
 def test_an_empty_scenario_is_a_problem_not_a_result():
-    from loadtests.bench_report import problems
+    from loadtests.bench_record import problems
 
     ok = {"requests": 4, "rps": 0.5, "p50_ms": 10.0}
     result = {
@@ -111,7 +111,7 @@ def test_results_are_strict_json_without_machine_paths(tmp_path):
     from pathlib import Path
 
     from loadtests.bench_harness import ROOT
-    from loadtests.bench_report import finite, public_command, public_path, save
+    from loadtests.bench_record import finite, public_command, public_path, save
 
     save(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None]}
