@@ -35,6 +35,7 @@ from model_export.bundle import Bundle
 from r2ec.engine.base import Engine
 from r2ec.engine.factory import EngineFields
 from r2ec.engine.reasoning import INCOMPLETE
+from r2ec.engine.selection import candidates
 from r2ec.models import stop_token_ids
 
 SERVED_NAME = "r2ec-bench"
@@ -150,7 +151,8 @@ def omp_binding(log: str) -> str | None:
 
 def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     e = engine_settings(cfg)
-    dtypes = cfg.vllm_dtypes or (bundle.generation.dtype,)
+    # By default the dtype `r2ec serve` picks for vLLM on this machine (bfloat16 where it is native).
+    dtypes = cfg.vllm_dtypes or (candidates("vllm", None, bundle.generation.dtype)[0].dtype,)
     return {
         "tokens": cfg.tokens,
         "requests_per_level": cfg.vllm_requests,

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from entrypoints.cli import app
 from loadtests.bench_harness import dist
 from loadtests.bench_report import render_markdown
+from r2ec.engine.selection import native_bf16
 
 
 def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
@@ -58,15 +59,17 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert [r["ef_search"] for r in catalog["rows"] if r["index"] == "hnsw"] == [64, 128, 256, 512, 1024]
     assert set(catalog["smallest_reaching_target"]["2000"]) == {"ivf", "hnsw"}
     vllm = s["vllm"]["dtypes"]
-    assert list(vllm) == ["float32"]  # the bundle's dtype
-    assert vllm["float32"]["served_by"]["backend"] == "vllm" and vllm["float32"]["served_by"]["dtype"] == "float32"
+    # By default the dtype `r2ec serve` picks for vLLM here: bfloat16 where the CPU has it natively, else the bundle's.
+    picked = "bfloat16" if native_bf16() else "float32"
+    assert list(vllm) == [picked]
+    assert vllm[picked]["served_by"]["backend"] == "vllm" and vllm[picked]["served_by"]["dtype"] == picked
     for level in ("1", "2"):
-        row = vllm["float32"]["levels"][level]
+        row = vllm[picked]["levels"][level]
         for side in ("recommend", "vllm"):
             assert row[side]["requests"] == 4 and row[side]["failures"] == 0
         assert row["rps_ratio"] > 0 and row["p50_ratio"] > 0
     # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.
-    assert vllm["float32"]["levels"]["1"]["agreement"]["same_tokens"] == 1.0
+    assert vllm[picked]["levels"]["1"]["agreement"]["same_tokens"] == 1.0
     assert result["machine"]["cores"] >= 1
     text = docs.read_text()
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text
