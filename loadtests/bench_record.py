@@ -11,17 +11,12 @@ from typing import Any
 import numpy as np
 
 from loadtests.bench_harness import ROOT
+from r2ec import paths
 
 
 def public_path(path: Path) -> str:
     """A path as results may record it: relative to the checkout or to ``~``, else its last component only."""
-    resolved = path.expanduser().resolve()
-    for base, prefix in ((ROOT, ""), (Path.home().resolve(), "~/")):
-        try:
-            return prefix + resolved.relative_to(base).as_posix()
-        except ValueError:
-            continue
-    return resolved.name
+    return paths.public_path(path, ROOT)
 
 
 def public_command(args: Sequence[str]) -> str:

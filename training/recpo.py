@@ -30,6 +30,7 @@ from r2ec.engine.hf import TransformersEngine
 from r2ec.engine.settings import EngineSettings
 from r2ec.exclusion import excluded_rows
 from r2ec.index import IndexSpec, build_index
+from r2ec.paths import public_path
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text
 from r2ec.recommender import Recommender
@@ -275,7 +276,8 @@ class RecPOTrainer(TrainerBase):
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
         persistence.write_run_config(
-            self.out, {**cfg.to_dict(), "base_model": str(self.model_dir), "templates": self.templates.to_dict()}
+            self.out,
+            {**cfg.to_dict(), "base_model": public_path(self.model_dir), "templates": self.templates.to_dict()},
         )
         started = time.monotonic()
         if self.step == 0:

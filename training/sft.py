@@ -30,6 +30,7 @@ from r2ec.encoder import encode, pad_right
 from r2ec.evidence import Transitions
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
+from r2ec.paths import public_path
 from r2ec.pooling import backbone, last_token_pool
 from r2ec.prompts import history_window, item_text
 from training import persistence
@@ -296,7 +297,7 @@ class SFTTrainer(TrainerBase):
             {
                 "stage": "sft",
                 **cfg.to_dict(),
-                "base_model": str(self.model_dir),
+                "base_model": public_path(self.model_dir),
                 "templates": self.templates.to_dict(),
                 "evidence": self.evidence_info,
             },

@@ -12,6 +12,7 @@ from model_export.bundle import load_bundle
 from model_export.data.format import Dataset, Interaction
 from model_export.export import ExportConfig, run_export
 from r2ec.catalog import Catalog, Item
+from r2ec.paths import public_path
 from r2ec.templates import domain_templates
 from training.config import RecPOConfig
 from training.recpo import RecPOTrainer
@@ -76,6 +77,11 @@ def test_training_raises_reward_and_valid_ndcg(tiny_model_dir, data_dir, tmp_pat
     assert all(0 <= h["clip_frac"] <= 1 for h in history if "clip_frac" in h)
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
     assert json.loads((tmp_path / "run" / "adapter" / "training_config.json").read_text())["group_size"] == 2
+    # The run's config names the base model without this machine's directories (it gets copied into shipped assets).
+    assert json.loads((tmp_path / "run" / "training_config.json").read_text())["base_model"] == public_path(
+        tiny_model_dir
+    )
+    assert not json.loads((tmp_path / "run" / "training_config.json").read_text())["base_model"].startswith("/")
 
 
 def test_no_reasoning_ablation_trains_and_resume_continues(tiny_model_dir, data_dir, tmp_path):
