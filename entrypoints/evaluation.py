@@ -26,15 +26,18 @@ from entrypoints.common import (
 )
 
 
-async def _open_recommender(bundle_path: Path, backend: str, dtype: str | None, max_batch: int):  # type: ignore[no-untyped-def]
+async def _open_recommender(  # type: ignore[no-untyped-def]
+    bundle_path: Path, backend: str, dtype: str | None, max_batch: int, stops: list[str] | None, conclusion: str | None
+):
     from model_export.bundle import load_bundle
     from r2ec.engine.factory import EngineSettings, build_engine
 
     bundle = load_bundle(bundle_path)
     settings = EngineSettings(backend=backend, dtype=dtype or bundle.generation.dtype, max_batch=max_batch)
-    engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer)
+    extra = bundle.generation.extra_stops if stops is None else tuple(s for s in stops if s)
+    engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer, extra)
     await engine.start()
-    return bundle, engine, bundle.recommender(engine)
+    return bundle, engine, bundle.recommender(engine, conclusion)
 
 
 @app.command("evaluate")
@@ -52,6 +55,17 @@ def evaluate(
     ] = None,
     backend: Annotated[str, typer.Option(help="transformers or vllm.")] = "transformers",
     dtype: Annotated[str | None, typer.Option(help="Model dtype (default: the bundle's).")] = None,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A text that ends reasoning besides <answer>; repeatable (default: the bundle's extra_stops; "
+            "--stop '' for none)."
+        ),
+    ] = None,
+    conclusion: Annotated[
+        str | None,
+        typer.Option(help="The cue reasoning goes on from after an extra stop (default: the bundle's; '' for none)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="JSON output (default results/eval-....json).")] = None,
     threads: ThreadsOption = None,
 ) -> None:
@@ -72,7 +86,7 @@ def evaluate(
     from r2ec.engine.base import GenerationOptions
 
     async def main() -> dict[str, Any]:
-        b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size)
+        b, engine, rec = await _open_recommender(bundle, backend, dtype, batch_size, stop, conclusion)
         try:
             ds = Dataset.load(data)
             missing = {x.item_id for x in ds.interactions} - set(b.catalog.row_of)
@@ -99,6 +113,8 @@ def evaluate(
                 "max_reasoning_tokens": budget,
                 "backend": backend,
                 "dtype": served_dtype,
+                "extra_stops": list(engine.extra_stops),
+                "conclusion": rec.conclusion,
             }
             size = "all" if limit is None else str(limit)
             mode = "noreason" if no_reasoning else f"reason{budget}"

@@ -24,7 +24,7 @@ from model_export.evidence import HORIZON, NEIGHBORS, RECENCY, build_evidence
 from model_export.export import ExportConfig, read_catalog, run_export
 from r2ec import logs
 from r2ec.bundle import sha256_file
-from r2ec.templates import domain_templates
+from r2ec.templates import domain_generation, domain_templates
 
 log = logs.get(__name__)
 
@@ -60,7 +60,8 @@ def example_histories(data_dir: Path, n: int = 5, events: int = 10, seed: int = 
 
 
 def demo_recipe(untrained: bool = False) -> str:
-    """What the demo bundle is made of: the shipped adapter's files, the templates and the evidence settings.
+    """What the demo bundle is made of: the shipped adapter's files, the templates, the serving defaults and the
+    evidence settings.
     A cached demo bundle with another recipe (an older checkout's) is rebuilt on first use."""
     digest = hashlib.sha256(b"untrained" if untrained else b"trained")
     if not untrained:
@@ -69,6 +70,7 @@ def demo_recipe(untrained: bool = False) -> str:
             digest.update(sha256_file(f).encode())
     name = "movies" if untrained else "movies_evidence"
     digest.update(json.dumps(domain_templates(name).to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(domain_generation(name).to_dict(), sort_keys=True).encode())
     digest.update(json.dumps([DEMO_PROTOCOL, HORIZON, NEIGHBORS, RECENCY]).encode())
     return digest.hexdigest()[:16]
 

@@ -10,6 +10,7 @@ import json
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,7 @@ async def evaluate(
             "lines": reasoning_lines,
             "copy_rate": round(sum(r.copied_lines for r in results) / reasoning_lines, 4) if reasoning_lines else None,
             "finished_at_answer": sum(1 for r in results if r.finish_reason == "answer"),
+            "ended_by": dict(sorted(Counter(str(r.finish_reason) for r in results).items())),
         },
         "counts": {
             "samples": len(results),

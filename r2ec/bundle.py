@@ -119,11 +119,12 @@ class Bundle:
 
         return Ranker(self.vectors, self.index, self.tau)
 
-    def recommender(self, engine: Engine) -> Recommender:
-        """The pipeline over this bundle's catalog, templates, vectors, evidence and tokenizer, on ``engine``."""
+    def recommender(self, engine: Engine, conclusion: str | None = None) -> Recommender:
+        """The pipeline over this bundle's catalog, templates, vectors, evidence and tokenizer, on ``engine``
+        (``conclusion``: None = this bundle's generation default)."""
         from r2ec.recommender import Recommender
 
-        return Recommender.from_bundle(self, engine)
+        return Recommender.from_bundle(self, engine, conclusion)
 
     @cached_property
     def tokenizer(self) -> Any:

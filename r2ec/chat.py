@@ -65,6 +65,10 @@ class ChatRenderer:
         """Token ids that the LM head continues with reasoning."""
         return self._ids(self.render_generation_prompt(user_message))
 
+    def continuation_ids(self, user_message: str, reasoning: str) -> list[int]:
+        """Token ids that the LM head continues after ``reasoning`` (the generation prompt plus that text)."""
+        return self._ids(self.render_continued(user_message, reasoning))
+
     def user_sequence_ids(self, user_message: str, reasoning: str) -> list[int]:
         """prompt + reasoning + ``<answer>``, capped at ``user_max_tokens`` by cutting reasoning, never the suffix."""
         answer = self.templates.answer

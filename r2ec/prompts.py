@@ -123,26 +123,34 @@ def item_message(item_prompt: str, text: str) -> str:
     return item_prompt + "\n\n" + text
 
 
-def cut_at_answer(generated: str, answer: str) -> tuple[str, bool]:
-    """The ``<answer>`` rule: reasoning is the text before the first ``<answer>``; report whether it was there."""
-    pos = generated.find(answer)
-    if pos < 0:
-        return generated, False
-    return generated[:pos], True
+def cut_at_stop(generated: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """The ``<answer>`` rule, with any further stop texts: reasoning is the text before the earliest of them.
 
-
-def stream_safe_prefix(text: str, answer: str) -> str:
-    """Longest prefix of ``text`` that cannot turn out to be part of ``<answer>`` or a half-decoded character.
-
-    Streaming emits only this much so that a client never sees the start of the stop text.
+    Returns the reasoning and the stop text found there (the first listed wins a tie), or None.
     """
-    cut = text.find(answer)
-    if cut >= 0:
-        return text[:cut]
+    cut, which = len(generated), None
+    for stop in stops:
+        pos = generated.find(stop)
+        if 0 <= pos < cut:
+            cut, which = pos, stop
+    return generated[:cut], which
+
+
+def stream_safe_prefix(text: str, stops: Sequence[str]) -> str:
+    """Longest prefix of ``text`` that cannot turn out to be part of a stop text or a half-decoded character.
+
+    Streaming emits only this much so that a client never sees the start of a stop text.
+    """
+    cut, found = cut_at_stop(text, stops)
+    if found is not None:
+        return cut
     end = len(text)
     while end > 0 and text[end - 1] == "\ufffd":
         end -= 1
-    for k in range(min(len(answer) - 1, end), 0, -1):
-        if text[end - k : end] == answer[:k]:
-            return text[: end - k]
-    return text[:end]
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, end), hold, -1):
+            if text[end - k : end] == stop[:k]:
+                hold = k
+                break
+    return text[: end - hold]

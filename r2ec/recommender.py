@@ -25,6 +25,27 @@ from r2ec.scoring import Ranked, Ranker
 from r2ec.templates import PromptTemplates
 
 
+def concluded(stopped: Generation, cue: str, rest: Generation) -> Generation:
+    """One generation of reasoning cut at an extra stop text, then continued from ``cue`` (budget forcing, as in
+    s1): the model writes its conclusion in its own words, up to ``<answer>`` within what is left of the budget.
+
+    ``token_ids``/``final_state`` are the continuation's, so that its last forward can be the user vector.
+    """
+    reason = "concluded" if rest.finish_reason == "answer" else rest.finish_reason
+    timings = StageTimes(
+        queue_s=stopped.timings.queue_s,
+        generation_s=(stopped.timings.generation_s or 0.0) + (rest.timings.generation_s or 0.0),
+    )
+    return Generation(
+        stopped.text + cue + rest.text,
+        stopped.num_tokens + rest.num_tokens,
+        reason,
+        timings,
+        rest.token_ids,
+        rest.final_state,
+    )
+
+
 @dataclass
 class UserVector:
     vector: np.ndarray  # normalised
@@ -49,8 +70,12 @@ class Recommender:
         ranker: Ranker,
         tokenizer: Any,
         evidence: Transitions | None = None,
+        conclusion: str = "",
     ):
+        """``conclusion``: the cue reasoning is continued with after one of the engine's extra stop texts ended it
+        (``GenerationDefaults.conclusion``); empty: such reasoning is scored as it stands."""
         self.engine = engine
+        self.conclusion = conclusion
         self.evidence = evidence
         self.catalog = catalog
         self.templates = templates
@@ -59,9 +84,11 @@ class Recommender:
         self.reused_states = 0  # user vectors taken from the generation's own last forward (no capture pass)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, engine: Engine) -> Recommender:
-        """The pipeline over a bundle's catalog, templates, vectors, evidence and tokenizer, on ``engine``."""
-        return cls(engine, bundle.catalog, bundle.templates, bundle.ranker(), bundle.tokenizer, bundle.evidence)
+    def from_bundle(cls, bundle: Bundle, engine: Engine, conclusion: str | None = None) -> Recommender:
+        """The pipeline over a bundle's catalog, templates, vectors, evidence and tokenizer, on ``engine``
+        (``conclusion``: None = the bundle's generation default)."""
+        cue = bundle.generation.conclusion if conclusion is None else conclusion
+        return cls(engine, bundle.catalog, bundle.templates, bundle.ranker(), bundle.tokenizer, bundle.evidence, cue)
 
     # -- prompts ---------------------------------------------------------------------------------------------
     def prompt_for(self, history: Sequence[Event], now: float, exclude: Iterable[str] = ()) -> str:
@@ -83,6 +110,14 @@ class Recommender:
             async for delta in relay.deltas(self.engine.stream(prompt_ids, options, request_id)):
                 yield delta
             generation = relay.result
+            if generation.finish_reason == "stop" and self.conclusion and generation.num_tokens < options.max_tokens:
+                yield Delta(self.conclusion)
+                prompt_ids = self.renderer.continuation_ids(message, generation.text + self.conclusion)
+                rest = replace(options, max_tokens=options.max_tokens - generation.num_tokens)
+                relay = Relay()
+                async for delta in relay.deltas(self.engine.stream(prompt_ids, rest, f"{request_id}-conclusion")):
+                    yield delta
+                generation = concluded(generation, self.conclusion, relay.result)
             text = generation.text
             timings = replace(generation.timings)
         vector = await self.vector_for(message, text, request_id, timings, prompt_ids, generation)

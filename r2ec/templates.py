@@ -120,18 +120,33 @@ class GenerationDefaults:
     max_reasoning_tokens: int = 128
     dtype: str = "float32"
     stop: str = ANSWER
+    # Texts that also end reasoning (then scored as prompt + reasoning + <answer>, as at the budget): where the
+    # model's training traces end, for a model that goes on past them. Empty for imported checkpoints.
+    extra_stops: tuple[str, ...] = ()
+    # After an extra stop, reasoning goes on from this cue (budget forcing, as in s1): the closing line of the
+    # training traces, which the model then completes itself before <answer>. Empty: scored as it stands.
+    conclusion: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "extra_stops": list(self.extra_stops)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GenerationDefaults:
         """None (bundles made before serving defaults were recorded): the built-in defaults."""
-        unknown = set(data or {}) - set(cls.__dataclass_fields__)
+        fields = dict(data or {})
+        unknown = set(fields) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown generation fields: {sorted(unknown)}")
-        return cls(**(data or {}))
+        if "extra_stops" in fields:
+            fields["extra_stops"] = tuple(str(s) for s in fields["extra_stops"])
+        return cls(**fields)
 
+
+# The trained demo's traces (training.traces): this many numbered steps, then a line that opens with this cue and
+# names the best candidate. Served, a model that goes on to a further step is cut where its traces ended and
+# concludes from the cue itself (GenerationDefaults.extra_stops / conclusion).
+EVIDENCE_TRACE_STEPS = 3
+EVIDENCE_TRACE_CONCLUSION = "Best match:"
 
 # The authors evaluate their checkpoints with a 640-token reasoning budget in bfloat16; a shorter budget cuts their
 # reasoning and changes the vector, so imported checkpoints are served that way by default.
@@ -139,7 +154,11 @@ AUTHORS_GENERATION = GenerationDefaults(max_reasoning_tokens=640, dtype="bfloat1
 _GENERATION = {
     **{d: AUTHORS_GENERATION for d in AMAZON_CATEGORIES.values()},
     "movies": GenerationDefaults(),
-    "movies_evidence": GenerationDefaults(max_reasoning_tokens=192),
+    "movies_evidence": GenerationDefaults(
+        max_reasoning_tokens=192,
+        extra_stops=(f"({EVIDENCE_TRACE_STEPS + 1})",),
+        conclusion=EVIDENCE_TRACE_CONCLUSION,
+    ),
 }
 
 

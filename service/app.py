@@ -119,7 +119,7 @@ async def load_components(
         settings = EngineSettings.from_settings(
             s, backend=c.backend, dtype=c.dtype, max_queue=max(256, 2 * s.max_queue)
         )
-        return build(bundle.model_dir, tokenizer, settings, bundle.templates.answer)
+        return build(bundle.model_dir, tokenizer, settings, bundle.templates.answer, bundle.generation.extra_stops)
 
     plan = candidates(s.backend, s.dtype, bundle.generation.dtype, s.device)
     state.selection = await start_first(plan, make, lambda engine: engine.start())

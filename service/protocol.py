@@ -140,7 +140,13 @@ class RecommendResponse(BaseModel):
     items: list[RankedItem]
     reasoning: str | None = Field(None, description="The model's reasoning; null in reasoning-free mode.")
     reasoning_tokens: int = 0
-    finish_reason: str | None = Field(None, description="answer | length | eos (how reasoning ended).")
+    finish_reason: str | None = Field(
+        None,
+        description=(
+            "How reasoning ended: answer | length | eos | stop (at one of the bundle's extra stop texts) | "
+            "concluded (after such a stop, the model wrote its conclusion from the bundle's cue up to <answer>)."
+        ),
+    )
     cached: bool = Field(False, description="Reasoning and user vector came from the cache.")
     model: str
     bundle_version: str

@@ -17,14 +17,14 @@ from collections.abc import Iterable, Sequence
 from r2ec.catalog import Catalog, Event
 from r2ec.evidence import Transitions
 from r2ec.prompts import evidence_candidates, evidence_fields, history_window
-from r2ec.templates import PromptTemplates
+from r2ec.templates import EVIDENCE_TRACE_CONCLUSION, EVIDENCE_TRACE_STEPS, PromptTemplates
 
-STEPS = 3
+STEPS = EVIDENCE_TRACE_STEPS
 STEP = (
     "({number}) [{title}], {genres}: you rated [{source}] {source_rating}, and {shared} of its viewers went on "
     "to watch it."
 )
-BEST = "Best match: [{title}]."
+BEST = EVIDENCE_TRACE_CONCLUSION + " [{title}]."
 
 
 def render_trace(

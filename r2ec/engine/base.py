@@ -72,7 +72,8 @@ class Generation:
 
     text: str
     num_tokens: int
-    finish_reason: str  # "answer" | "length" | "eos" | "aborted"
+    # "answer" | "stop" (an extra stop text) | "concluded" (r2ec.recommender.concluded) | "length" | "eos" | "aborted"
+    finish_reason: str
     timings: StageTimes = field(default_factory=StageTimes)
     # An engine that ran its last generated token through the model (the transformers backend does, on the
     # generation's own KV cache) hands over the generated ids and the post-norm hidden state there: the user
@@ -124,6 +125,8 @@ class Engine(abc.ABC):
     name: str = "engine"
     # Tokens generated so far, aborted and timed-out generations included (the service exports it).
     generated_tokens: int = 0
+    # Texts that end reasoning besides <answer> (GenerationDefaults.extra_stops of the bundle served).
+    extra_stops: tuple[str, ...] = ()
 
     @abc.abstractmethod
     async def start(self) -> None: ...

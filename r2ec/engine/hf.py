@@ -33,18 +33,22 @@ class TransformersEngine(Engine):
         settings: EngineSettings | None = None,
         answer: str = ANSWER,
         model: Any | None = None,
+        extra_stops: Sequence[str] = (),
     ):
-        """``model``: an already loaded model to serve (training rollouts run the live policy)."""
+        """``model``: an already loaded model to serve (training rollouts run the live policy); ``extra_stops``:
+        texts that end reasoning besides ``answer`` (``GenerationDefaults.extra_stops``)."""
         s = settings or EngineSettings()
         self.model_dir = Path(model_dir)
         self.tokenizer = tokenizer
         self.dtype, self.device, self.max_batch, self.max_queue = s.dtype, s.device, s.max_batch, s.max_queue
         self.batch_wait_s = s.batch_wait_ms / 1000.0
         self.answer = answer
+        self.extra_stops = tuple(extra_stops)
         self.model = model
         self._worker = BatchWorker(
             tokenizer,
             answer,
+            extra_stops=extra_stops,
             max_batch=self.max_batch,
             batch_wait_s=self.batch_wait_s,
             encode_batch_size=self.encode_batch_size,

@@ -13,7 +13,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,7 @@ class BatchWorker:
         tokenizer: Any,
         answer: str,
         *,
+        extra_stops: Sequence[str] = (),
         max_batch: int,
         batch_wait_s: float,
         encode_batch_size: int,
@@ -90,6 +91,7 @@ class BatchWorker:
     ):
         self.tokenizer = tokenizer
         self.answer = answer
+        self.extra_stops = tuple(extra_stops)
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_s
         self.encode_batch_size = encode_batch_size
@@ -194,7 +196,7 @@ class BatchWorker:
             if not job.options.greedy:
                 gen = torch.Generator(device="cpu")
                 gen.manual_seed(job.options.seed if job.options.seed is not None else int(time.time_ns() % (2**63)))
-            rows.append(_Row(job, gen, ReasoningStream(self.answer), IncrementalText(self.tokenizer)))
+            rows.append(_Row(job, gen, ReasoningStream(self.answer, self.extra_stops), IncrementalText(self.tokenizer)))
         longest = max(len(j.prompt_ids) for j in jobs)
         ids = torch.full((len(jobs), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), longest), dtype=torch.long)
@@ -285,8 +287,8 @@ class BatchWorker:
         if row.job.options.fixed_length:
             if len(row.generated) >= row.job.options.max_tokens:
                 row.done, row.reason = True, "length"
-        elif row.stream.reached_answer(text):
-            row.done, row.reason = True, "answer"
+        elif ended := row.stream.ended(text):
+            row.done, row.reason = True, ended
         elif token in self._stop_ids:
             row.done, row.reason = True, "eos"
         elif len(row.generated) >= row.job.options.max_tokens:

@@ -1,46 +1,57 @@
 """The ``<answer>`` rule and the stream hold-back for one generation, shared by every backend.
 
-A client never sees the start of the stop text: only the longest prefix that cannot turn out to be part of
-``<answer>`` (or a half-decoded character) is emitted while generating; at the end the reasoning is the text
-before the first ``<answer>``, without a trailing half-decoded character: a budget that ends inside a multi-byte
-character leaves replacement characters in a plain ``decode``, while vLLM's incremental detokenizer never
-emits the incomplete bytes; both backends end their text the same way here.
+Reasoning ends at ``<answer>`` or at one of the bundle's further stop texts (``GenerationDefaults.extra_stops``:
+where its model's training traces ended). A client never sees the start of a stop text: only the longest prefix
+that cannot turn out to be part of one (or a half-decoded character) is emitted while generating; at the end the
+reasoning is the text before the first stop text, without a trailing half-decoded character: a budget that ends
+inside a multi-byte character leaves replacement characters in a plain ``decode``, while vLLM's incremental
+detokenizer never emits the incomplete bytes; both backends end their text the same way here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from r2ec.prompts import cut_at_answer, stream_safe_prefix
+from r2ec.prompts import cut_at_stop, stream_safe_prefix
 
 INCOMPLETE = "\ufffd"  # what a decode makes of the bytes of a character not yet complete
 
 
+def end_reason(stop: str | None, answer: str) -> str | None:
+    """How reasoning ended, given the stop text that ended it: ``answer``, ``stop`` (a further stop text) or None."""
+    if stop is None:
+        return None
+    return "answer" if stop == answer else "stop"
+
+
 class ReasoningStream:
-    def __init__(self, answer: str):
+    def __init__(self, answer: str, extra_stops: Sequence[str] = ()):
         self.answer = answer
+        self.stops = (answer, *extra_stops)
         self.emitted = 0
 
     def update(self, text: str) -> str:
         """The new text that is safe to show, given everything generated so far."""
-        safe = stream_safe_prefix(text, self.answer)
+        safe = stream_safe_prefix(text, self.stops)
         if len(safe) <= self.emitted:
             return ""
         delta = safe[self.emitted :]
         self.emitted = len(safe)
         return delta
 
-    def reached_answer(self, text: str) -> bool:
-        return self.answer in text
+    def ended(self, text: str) -> str | None:
+        """``answer`` or ``stop`` once ``text`` holds a stop text, else None."""
+        return end_reason(cut_at_stop(text, self.stops)[1], self.answer)
 
-    def finish(self, text: str) -> tuple[str, str, bool]:
-        """(reasoning, the part of it not yet emitted, whether ``<answer>`` was generated)."""
-        reasoning, found = cut_at_answer(text, self.answer)
-        if not found:
+    def finish(self, text: str) -> tuple[str, str, str | None]:
+        """(reasoning, the part of it not yet emitted, how it ended: ``answer``, ``stop`` or None)."""
+        reasoning, stop = cut_at_stop(text, self.stops)
+        if stop is None:
             reasoning = reasoning.rstrip(INCOMPLETE)
         rest = reasoning[self.emitted :] if len(reasoning) > self.emitted else ""
         self.emitted = max(self.emitted, len(reasoning))
-        return reasoning, rest, found
+        return reasoning, rest, end_reason(stop, self.answer)
 
 
 class IncrementalText:

@@ -29,7 +29,7 @@ from r2ec.engine.base import (
     GenerationOptions,
     StageTimes,
 )
-from r2ec.engine.reasoning import ReasoningStream
+from r2ec.engine.reasoning import ReasoningStream, end_reason
 from r2ec.engine.settings import EngineSettings
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX
 from r2ec.models import stop_token_ids
@@ -45,7 +45,12 @@ class VLLMEngine(Engine):
     seed = 0
 
     def __init__(
-        self, model_dir: Path | str, tokenizer: Any, settings: EngineSettings | None = None, answer: str = ANSWER
+        self,
+        model_dir: Path | str,
+        tokenizer: Any,
+        settings: EngineSettings | None = None,
+        answer: str = ANSWER,
+        extra_stops: Sequence[str] = (),
     ):
         s = settings or EngineSettings(backend="vllm")
         self.model_dir = Path(model_dir)
@@ -56,6 +61,7 @@ class VLLMEngine(Engine):
         self.max_num_seqs = max(s.max_batch, 1)  # the running sequences vLLM schedules together
         self.gpu_memory_utilization, self.kv_cache_gib = s.vllm_gpu_memory_utilization, s.vllm_kv_cache_gib
         self.answer = answer
+        self.extra_stops = tuple(extra_stops)
         self.llm: Any = None
         self.pooler: Any = None
         self.capture_mode = ""
@@ -150,7 +156,7 @@ class VLLMEngine(Engine):
             top_k=options.top_k if options.top_k > 0 else 0,
             top_p=options.top_p,
             seed=options.seed,
-            stop=[] if options.fixed_length else [self.answer],
+            stop=[] if options.fixed_length else [self.answer, *self.extra_stops],
             stop_token_ids=[] if options.fixed_length else self._stop_ids,
             ignore_eos=options.fixed_length,
             skip_special_tokens=True,
@@ -165,7 +171,7 @@ class VLLMEngine(Engine):
         self._inflight += 1
         loop = asyncio.get_running_loop()
         started = loop.time()
-        stream = ReasoningStream(self.answer)
+        stream = ReasoningStream(self.answer, self.extra_stops)
         counted = 0
         try:
             final: Any = None
@@ -185,9 +191,13 @@ class VLLMEngine(Engine):
                 raise EngineClosed("vLLM returned no output")
             self._count_prefill("generation", final, prompt_ids)
             completion = final.outputs[0]
-            reasoning, rest, found = stream.finish(completion.text)
-            if found or (completion.finish_reason == "stop" and completion.stop_reason == self.answer):
-                reason = "answer"
+            # vLLM cuts a stop string out of the text; its stop_reason says which one it was.
+            reasoning, rest, ended = stream.finish(completion.text)
+            stop_reason = completion.stop_reason if isinstance(completion.stop_reason, str) else None
+            if ended:
+                reason = ended
+            elif completion.finish_reason == "stop" and stop_reason is not None:
+                reason = end_reason(stop_reason, self.answer) or "stop"
             elif completion.finish_reason == "stop":
                 reason = "eos"
             else:

@@ -1,5 +1,5 @@
 from r2ec.catalog import Catalog, Event, Item
-from r2ec.prompts import cut_at_answer, format_delta, item_text, stream_safe_prefix, user_prompt
+from r2ec.prompts import cut_at_stop, format_delta, item_text, stream_safe_prefix, user_prompt
 from r2ec.templates import PromptTemplates, domain_templates
 
 
@@ -66,10 +66,22 @@ def test_templates_roundtrip_through_dict():
 
 
 def test_answer_rule_and_stream_holdback():
-    assert cut_at_answer("likes sci-fi.<answer>", "<answer>") == ("likes sci-fi.", True)
-    assert cut_at_answer("no end", "<answer>") == ("no end", False)
-    assert stream_safe_prefix("abc <ans", "<answer>") == "abc "
-    assert stream_safe_prefix("abc <", "<answer>") == "abc "
-    assert stream_safe_prefix("abc <answer> tail", "<answer>") == "abc "
-    assert stream_safe_prefix("abc \ufffd", "<answer>") == "abc "
-    assert stream_safe_prefix("a < b", "<answer>") == "a < b"
+    a = ("<answer>",)
+    assert cut_at_stop("likes sci-fi.<answer>", a) == ("likes sci-fi.", "<answer>")
+    assert cut_at_stop("no end", a) == ("no end", None)
+    assert stream_safe_prefix("abc <ans", a) == "abc "
+    assert stream_safe_prefix("abc <", a) == "abc "
+    assert stream_safe_prefix("abc <answer> tail", a) == "abc "
+    assert stream_safe_prefix("abc \ufffd", a) == "abc "
+    assert stream_safe_prefix("a < b", a) == "a < b"
+
+
+def test_further_stop_texts_end_reasoning_at_the_earliest():
+    stops = ("<answer>", "(4)")
+    assert cut_at_stop("(1) a\n(2) b\n(3) c\n(4) d<answer>", stops) == ("(1) a\n(2) b\n(3) c\n", "(4)")
+    assert cut_at_stop("(3) c\nBest.<answer>(4)", stops) == ("(3) c\nBest.", "<answer>")
+    # The longest held-back tail over all stop texts: "(" could start "(4)", "<an" could start "<answer>".
+    assert stream_safe_prefix("(3) c\n(", stops) == "(3) c\n"
+    assert stream_safe_prefix("(3) c <an", stops) == "(3) c "
+    assert stream_safe_prefix("(3) c\n(5", stops) == "(3) c\n(5"
+    assert stream_safe_prefix("(3) c\n(4) d", stops) == "(3) c\n"

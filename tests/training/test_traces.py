@@ -8,8 +8,8 @@ from model_export.data.format import Dataset, Interaction
 from model_export.data.splits import leave_one_out, temporal_split
 from model_export.evidence import build_counts, build_evidence
 from r2ec.catalog import Catalog, Item
-from r2ec.prompts import user_prompt
-from r2ec.templates import domain_templates
+from r2ec.prompts import cut_at_stop, user_prompt
+from r2ec.templates import GenerationDefaults, domain_generation, domain_templates
 from training.traces import render_trace
 
 T = domain_templates("movies_evidence")
@@ -99,3 +99,19 @@ def test_trace_cites_the_numbered_evidence_lines(tmp_path):
     assert lines[-1] == "Best match: [" + evidence_lines[0].split("[")[1].split("]")[0] + "]."
     prompt_lines = set(prompt.splitlines())
     assert not any(line in prompt_lines for line in lines)  # reasoning restates, never copies, the prompt
+
+
+def test_the_served_stop_and_cue_follow_the_trace_format(tmp_path):
+    """The demo bundle cuts reasoning where its traces end and concludes from their closing cue: the extra stop
+    text is the step after the last, which no trace contains, and the cue opens each trace's closing line."""
+    ds = _world(tmp_path)
+    gen = domain_generation("movies_evidence")
+    assert GenerationDefaults.from_dict(gen.to_dict()) == gen
+    evidence, _ = build_evidence(tmp_path, ds.catalog, "loo", T.window_size)
+    for s in leave_one_out(ds.timelines(), T.window_size)["train"][:20]:
+        trace = render_trace(s.history, ds.catalog, T, evidence)
+        if not trace:
+            continue
+        before, stop = cut_at_stop(trace + "(4) [Film 1 (1991)]", (T.answer, *gen.extra_stops))
+        assert stop == gen.extra_stops[0] and before == trace
+        assert trace.splitlines()[-1].startswith(gen.conclusion + " [")

@@ -180,3 +180,81 @@ async def test_a_finished_request_is_answered_before_its_batch_ends(tiny_model_d
         assert short.timings.generation_s < 0.5 * done.timings.generation_s
     finally:
         await eng.close()
+
+
+async def test_a_further_stop_text_ends_reasoning_before_it(tiny_model_dir, smollm_tokenizer, tiny_model):
+    ids = _prompt(smollm_tokenizer, "recommend me a movie")
+    plain = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model)
+    await plain.start()
+    try:
+        free = await plain.generate(ids, GenerationOptions(max_tokens=24), "free")
+    finally:
+        await plain.close()
+    stop = free.text.strip()[6:10]  # four characters the model writes anyway, past its first few
+    assert len(stop) == 4
+    eng = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model, extra_stops=(stop,))
+    await eng.start()
+    try:
+        gen = await eng.generate(ids, GenerationOptions(max_tokens=24), "stopped")
+    finally:
+        await eng.close()
+    assert gen.finish_reason == "stop" and eng.extra_stops == (stop,)
+    assert gen.text == free.text[: free.text.index(stop)] and gen.num_tokens < free.num_tokens
+
+
+async def test_after_an_extra_stop_the_model_concludes_from_the_cue(
+    tiny_model_dir, smollm_tokenizer, tiny_model, catalog
+):
+    """Budget forcing: reasoning cut at an extra stop text goes on from the bundle's cue, in the model's own words,
+    within what is left of the budget; the client sees every part in order, and the vector is of the whole."""
+    from r2ec.catalog import Event
+    from r2ec.chat import ChatRenderer
+    from r2ec.index import IndexSpec, build_index
+    from r2ec.recommender import Recommender
+    from r2ec.scoring import Ranker
+    from r2ec.templates import domain_templates
+
+    vectors = np.eye(len(catalog), 128, dtype=np.float32)
+    ranker = Ranker(vectors, build_index(vectors, IndexSpec()))
+    history, now = [Event(catalog.items[0].item_id, 1_600_000_000.0, 5.0)], 1_600_000_060.0
+    templates = domain_templates("movies")
+    renderer = ChatRenderer(smollm_tokenizer, templates)
+    message = Recommender(None, catalog, templates, ranker, smollm_tokenizer).prompt_for(history, now)  # type: ignore[arg-type]
+    prompt_ids = renderer.generation_prompt_ids(message)
+    plain = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model)
+    await plain.start()
+    try:
+        free = await plain.generate(prompt_ids, GenerationOptions(max_tokens=24), "free")
+    finally:
+        await plain.close()
+    stop = free.text.strip()[6:10]
+    before = free.text[: free.text.index(stop)]
+    cue = "\nBest match:"
+    eng = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model, extra_stops=(stop,))
+    await eng.start()
+    try:
+        as_it_stands = await Recommender(eng, catalog, templates, ranker, smollm_tokenizer).user_vector(
+            history, now, GenerationOptions(max_tokens=24), "a", True
+        )
+        assert as_it_stands.generation is not None and as_it_stands.generation.finish_reason == "stop"
+        assert as_it_stands.reasoning == before
+        stopped_tokens = as_it_stands.generation.num_tokens
+
+        rec = Recommender(eng, catalog, templates, ranker, smollm_tokenizer, conclusion=cue)
+        deltas, result = [], None
+        async for event in rec.stream_user_vector(message, GenerationOptions(max_tokens=24), "b"):
+            if isinstance(event, Delta):
+                deltas.append(event.text)
+            else:
+                result = event
+        want = await eng.generate(
+            renderer.continuation_ids(message, before + cue), GenerationOptions(max_tokens=24 - stopped_tokens), "c"
+        )
+    finally:
+        await eng.close()
+    assert result is not None and result.generation is not None
+    assert result.reasoning == before + cue + want.text == "".join(deltas)
+    assert result.generation.num_tokens == stopped_tokens + want.num_tokens <= 24
+    assert result.generation.finish_reason == ("concluded" if want.finish_reason == "answer" else want.finish_reason)
+    seq = renderer.user_sequence_ids(message, result.reasoning or "")
+    np.testing.assert_allclose(result.vector, encode(tiny_model, [seq], pad_id_of(smollm_tokenizer))[0], atol=1e-5)

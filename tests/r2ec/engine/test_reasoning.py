@@ -41,7 +41,20 @@ def test_the_stream_over_incremental_text_shows_everything_but_the_stop(smollm_t
     inc, stream, shown = IncrementalText(smollm_tokenizer), ReasoningStream("<answer>"), []
     for token in ids:
         shown.append(stream.update(inc.push(token)))
-        if stream.reached_answer(inc.text):
+        if stream.ended(inc.text):
             break
-    reasoning, rest, found = stream.finish(inc.full())
-    assert found and "".join(shown) + rest == reasoning == TEXT[: TEXT.index("<answer>")]
+    reasoning, rest, ended = stream.finish(inc.full())
+    assert ended == "answer" and "".join(shown) + rest == reasoning == TEXT[: TEXT.index("<answer>")]
+
+
+def test_a_further_stop_text_ends_the_stream_and_is_never_shown(smollm_tokenizer):
+    text = "(1) [Heat (1995)] Action\n(2) [Fargo (1996)] Crime\n(3) [Babe (1995)] Drama\n(4) [Jaws (1975)] <answer>"
+    ids = smollm_tokenizer(text, add_special_tokens=False)["input_ids"]
+    inc, stream, shown = IncrementalText(smollm_tokenizer), ReasoningStream("<answer>", ("(4)",)), []
+    for token in ids:
+        shown.append(stream.update(inc.push(token)))
+        if stream.ended(inc.text):
+            break
+    reasoning, rest, ended = stream.finish(inc.text)
+    assert ended == "stop"
+    assert "".join(shown) + rest == reasoning == text[: text.index("(4)")]
