@@ -66,6 +66,24 @@ def test_cli_evaluate_with_and_without_reasoning(tiny_bundle, dataset_dir, tmp_p
         assert len(out.with_suffix(".samples.jsonl").read_text().splitlines()) == 4
 
 
+def test_cli_evaluate_stop_and_conclusion_overrides(tiny_bundle, dataset_dir, tmp_path):
+    """--stop / --conclusion replace the bundle's serving defaults, are recorded, and every sample says how its
+    reasoning ended ("e" is a letter the random model writes: each one stops there, then concludes)."""
+    out = tmp_path / "stop.json"
+    args = ["evaluate", "--bundle", str(tiny_bundle), "--data", str(dataset_dir), "--limit", "4"]
+    extra = ["--max-reasoning-tokens", "12", "--stop", "e", "--conclusion", " Best:", "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, *extra])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["config"]["extra_stops"] == ["e"] and data["config"]["conclusion"] == " Best:"
+    assert sum(data["reasoning"]["ended_by"].values()) == 4
+    rows = [json.loads(line) for line in out.with_suffix(".samples.jsonl").read_text().splitlines()]
+    assert any(" Best:" in row["reasoning"] for row in rows)
+    for row in rows:
+        if row["finish_reason"] in ("concluded", "length") and " Best:" in row["reasoning"]:
+            assert "e" not in row["reasoning"].split(" Best:")[0]
+
+
 def test_copy_rate_counts_reasoning_lines_that_repeat_the_prompt():
     from model_export.evaluate import copied_lines
 

@@ -113,3 +113,36 @@ async def test_prefix_cache_counters_show_what_the_capture_recomputed(vllm_engin
     assert generation["prompt_tokens"] == len(prompt) and capture["prompt_tokens"] == len(sequence)
     block = vllm_engine.llm.vllm_config.cache_config.block_size
     assert len(prompt) // block * block <= capture["cached_tokens"] < capture["prompt_tokens"]
+
+
+async def test_an_extra_stop_and_the_conclusion_match_transformers(vllm_engine, tiny_bundle, users):
+    """Reasoning cut at an extra stop text (vLLM's own stop strings) and concluded from a cue: the same text,
+    finish reason and top-10 as the transformers reference."""
+    b = load_bundle(tiny_bundle)
+    s = users[0]
+    probe = b.recommender(vllm_engine)
+    free = await vllm_engine.generate(
+        probe.renderer.generation_prompt_ids(probe.prompt_for(s.history, s.now)), GenerationOptions(max_tokens=24), "f"
+    )
+    stop = free.text.strip()[6:10]
+    hf = TransformersEngine(b.model_dir, b.tokenizer, extra_stops=(stop,))
+    await hf.start()
+    vllm_engine.extra_stops = (stop,)
+    try:
+        results = []
+        for engine in (hf, vllm_engine):
+            for cue in ("", " Best match:"):
+                rec = b.recommender(engine, cue)
+                uv = await rec.user_vector(s.history, s.now, GenerationOptions(max_tokens=24), f"x{cue}", True)
+                results.append((uv, rec.rank_rows(uv.vector, s.history, 10).rows.tolist()))
+    finally:
+        vllm_engine.extra_stops = ()
+        await hf.close()
+    for (u_ref, top_ref), (u_got, top_got) in zip(results[:2], results[2:], strict=True):
+        assert u_ref.generation is not None and u_got.generation is not None
+        assert u_got.reasoning == u_ref.reasoning and top_got == top_ref
+        assert u_got.generation.finish_reason == u_ref.generation.finish_reason
+        assert float(u_got.vector @ u_ref.vector) >= 0.999
+    assert results[0][0].reasoning == free.text[: free.text.index(stop)]
+    assert results[0][0].generation.finish_reason == "stop"  # type: ignore[union-attr]
+    assert (results[1][0].reasoning or "").startswith(free.text[: free.text.index(stop)] + " Best match:")
