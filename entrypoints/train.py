@@ -61,7 +61,14 @@ def train(
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 3,
     protocol: Annotated[str, typer.Option(help="Split whose train part is learnt from (loo or temporal).")] = "loo",
     time_limit_s: Annotated[float, typer.Option(help="Stop (with a final validation) after this long.")] = 0.0,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 weights.")] = False,
+    bf16: Annotated[
+        bool | None,
+        typer.Option(
+            "--bf16/--no-bf16",
+            help="bfloat16 weights (default: where the CPU computes bfloat16 natively, AVX512-BF16/AMX/Arm BF16; "
+            "emulated bfloat16 is many times slower than float32).",
+        ),
+    ] = None,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -90,6 +97,15 @@ def train(
     else:
         fail("give --bundle, or --base-model with --domain")
     assert isinstance(templates, PromptTemplates)
+    if bf16 is None:
+        from r2ec.engine.selection import native_bf16
+
+        bf16 = native_bf16("cpu")
+    elif bf16:
+        from r2ec.engine.selection import native_bf16
+
+        if not native_bf16("cpu"):
+            typer.echo("warning: this CPU has no native bfloat16; --bf16 runs emulated (slow)", err=True)
     # What both stages take from the command line; each stage adds its own knobs below.
     shared: dict[str, Any] = dict(
         protocol=protocol,

@@ -2,8 +2,9 @@
 
 python scripts/reasoning_samples.py results/eval-....samples.jsonl --data data/ml-100k [--users 5] [--seed 0]
 
-Prints NDCG@10 / Hit@10 split by how the reasoning ended (``<answer>`` vs the token budget), then the reasoning of
-``--users`` random test users (seed ``--seed``) with their history tail, target and its rank, as markdown.
+Prints NDCG@10 / Hit@10 split by how the reasoning ended (``<answer>``, an extra stop, concluded, the budget),
+then the reasoning of ``--users`` random test users (seed ``--seed``) with their history tail, target and its
+rank, as markdown.
 """
 
 from __future__ import annotations

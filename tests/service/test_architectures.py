@@ -92,10 +92,17 @@ def test_export_serve_and_parity_over_http(arch_bundle, dataset_dir):
     for a, b in zip(ref, got, strict=True):
         assert b["reasoning"] == a["reasoning"]
         assert a["reasoning"]  # random weights still write something before the budget
-        assert [i["item_id"] for i in b["items"]] == [i["item_id"] for i in a["items"]]
-        np.testing.assert_allclose(
-            [i["score"] for i in b["items"]], [i["score"] for i in a["items"]], atol=2e-3
-        )  # |cos difference| <= 2e-3 on unit vectors: the user vectors agree to cosine >= 0.999
+        ids_a, ids_b = [i["item_id"] for i in a["items"]], [i["item_id"] for i in b["items"]]
+        scores_a, scores_b = [i["score"] for i in a["items"]], [i["score"] for i in b["items"]]
+        # |cos difference| <= 2e-3 on unit vectors: the user vectors agree to cosine >= 0.999
+        np.testing.assert_allclose(scores_b, scores_a, atol=2e-3)
+        # The same ranking, except that two items whose scores are that close may trade places (random weights
+        # leave near-ties; the engines' kernels round differently, more so on CPUs without AVX-512).
+        assert len(set(ids_a) & set(ids_b)) >= len(ids_a) - 1
+        reference = dict(zip(ids_a, scores_a, strict=True))
+        for rank, (x, y) in enumerate(zip(ids_a, ids_b, strict=True)):
+            # y took x's place: in the reference ranking itself y scored within both engines' error of x
+            assert x == y or y not in reference or abs(reference[y] - scores_a[rank]) <= 4e-3
 
 
 async def test_engine_vectors_agree_and_capture_equals_reference(arch_bundle, dataset_dir):
