@@ -87,14 +87,19 @@ async def test_fixed_length_generates_exactly_max_tokens(engine, smollm_tokenize
     assert gen.num_tokens == 7 and gen.finish_reason == "length"
 
 
-async def _marker_engine(tiny_model_dir, tok, tiny_model, ids, at: slice = slice(4, 6)):
-    """An engine whose stop text is what the random model writes at tokens ``at``: it ends 'at <answer>'."""
+async def _free_generation(tiny_model_dir, tok, tiny_model, ids, max_tokens: int) -> Generation:
+    """What the random model writes for ``ids`` with no stop text but its own."""
     probe = TransformersEngine(tiny_model_dir, tok, model=tiny_model)
     await probe.start()
     try:
-        free = await probe.generate(ids, GenerationOptions(max_tokens=10), "probe")
+        return await probe.generate(ids, GenerationOptions(max_tokens=max_tokens), "probe")
     finally:
         await probe.close()
+
+
+async def _marker_engine(tiny_model_dir, tok, tiny_model, ids, at: slice = slice(4, 6)):
+    """An engine whose stop text is what the random model writes at tokens ``at``: it ends 'at <answer>'."""
+    free = await _free_generation(tiny_model_dir, tok, tiny_model, ids, 10)
     marker = tok.decode(free.token_ids[at])
     assert marker and marker in free.text
     eng = TransformersEngine(
@@ -184,12 +189,7 @@ async def test_a_finished_request_is_answered_before_its_batch_ends(tiny_model_d
 
 async def test_a_further_stop_text_ends_reasoning_before_it(tiny_model_dir, smollm_tokenizer, tiny_model):
     ids = _prompt(smollm_tokenizer, "recommend me a movie")
-    plain = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model)
-    await plain.start()
-    try:
-        free = await plain.generate(ids, GenerationOptions(max_tokens=24), "free")
-    finally:
-        await plain.close()
+    free = await _free_generation(tiny_model_dir, smollm_tokenizer, tiny_model, ids, 24)
     stop = free.text.strip()[6:10]  # four characters the model writes anyway, past its first few
     assert len(stop) == 4
     eng = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model, extra_stops=(stop,))
@@ -221,12 +221,7 @@ async def test_after_an_extra_stop_the_model_concludes_from_the_cue(
     renderer = ChatRenderer(smollm_tokenizer, templates)
     message = Recommender(None, catalog, templates, ranker, smollm_tokenizer).prompt_for(history, now)  # type: ignore[arg-type]
     prompt_ids = renderer.generation_prompt_ids(message)
-    plain = TransformersEngine(tiny_model_dir, smollm_tokenizer, model=tiny_model)
-    await plain.start()
-    try:
-        free = await plain.generate(prompt_ids, GenerationOptions(max_tokens=24), "free")
-    finally:
-        await plain.close()
+    free = await _free_generation(tiny_model_dir, smollm_tokenizer, tiny_model, prompt_ids, 24)
     stop = free.text.strip()[6:10]
     before = free.text[: free.text.index(stop)]
     cue = "\nBest match:"
