@@ -97,15 +97,12 @@ def train(
     else:
         fail("give --bundle, or --base-model with --domain")
     assert isinstance(templates, PromptTemplates)
-    if bf16 is None:
-        from r2ec.engine.selection import native_bf16
+    from r2ec.engine.selection import native_bf16
 
-        bf16 = native_bf16("cpu")
-    elif bf16:
-        from r2ec.engine.selection import native_bf16
-
-        if not native_bf16("cpu"):
-            typer.echo("warning: this CPU has no native bfloat16; --bf16 runs emulated (slow)", err=True)
+    native = native_bf16("cpu")
+    if bf16 and not native:
+        typer.echo("warning: this CPU has no native bfloat16; --bf16 runs emulated (slow)", err=True)
+    bf16 = native if bf16 is None else bf16
     # What both stages take from the command line; each stage adds its own knobs below.
     shared: dict[str, Any] = dict(
         protocol=protocol,

@@ -191,14 +191,14 @@ class VLLMEngine(Engine):
                 raise EngineClosed("vLLM returned no output")
             self._count_prefill("generation", final, prompt_ids)
             completion = final.outputs[0]
-            # vLLM cuts a stop string out of the text; its stop_reason says which one it was.
+            # vLLM cuts a stop string out of the text; its stop_reason says which one it was (a token id: eos).
             reasoning, rest, ended = stream.finish(completion.text)
-            stop_reason = completion.stop_reason if isinstance(completion.stop_reason, str) else None
+            stopped = completion.finish_reason == "stop"
+            stop_text = completion.stop_reason if stopped and isinstance(completion.stop_reason, str) else None
+            ended = ended or end_reason(stop_text, self.answer)
             if ended:
                 reason = ended
-            elif completion.finish_reason == "stop" and stop_reason is not None:
-                reason = end_reason(stop_reason, self.answer) or "stop"
-            elif completion.finish_reason == "stop":
+            elif stopped:
                 reason = "eos"
             else:
                 reason = str(completion.finish_reason or "length")
