@@ -211,7 +211,8 @@ def _vllm(v: dict[str, Any]) -> list[str]:
         f"`<answer>`; `POST /v1/recommend` (generation, capture, ranking; no cache) on `r2ec serve --backend vllm` "
         f"against `POST /v1/completions` on `{v['vllm_server']['command']}`. Both: max_model_len "
         f"{e['max_model_len']}, enforce_eager {e['enforce_eager']}, max_num_seqs {e['max_num_seqs']}, KV cache "
-        f"{e['kv_cache_gib']} GiB, prefix caching on, seed {e['seed']}. Closed loop of {v['requests_per_level']} "
+        f"{e['kv_cache_gib']} GiB, KV block size {e.get('block_size') or 'vLLM default'}, prefix caching on, "
+        f"seed {e['seed']}. Closed loop of {v['requests_per_level']} "
         "requests per level and server, one server loaded at a time, order alternating per level.",
         "",
     ]

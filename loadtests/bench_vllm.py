@@ -36,6 +36,7 @@ from r2ec.engine.base import Engine
 from r2ec.engine.factory import EngineFields
 from r2ec.engine.reasoning import INCOMPLETE
 from r2ec.engine.selection import candidates
+from r2ec.engine.vllm import resolve_block_size
 from r2ec.models import stop_token_ids
 
 SERVED_NAME = "r2ec-bench"
@@ -51,6 +52,7 @@ def engine_settings(cfg: BenchConfig) -> dict[str, Any]:
         "kv_cache_gib": cfg.vllm_kv_cache_gib,
         "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
         "prefix_caching": True,  # VLLMEngine always enables it (the capture pass reuses the generation's blocks)
+        "block_size": resolve_block_size(int(fields["vllm_block_size"].default)),
         "seed": 0,
     }
 
@@ -69,13 +71,17 @@ def our_server(cfg: BenchConfig, dtype: str, e: dict[str, Any]) -> ServerProcess
         "R2EC_LOG_LEVEL": "warning",
         "VLLM_CPU_KVCACHE_SPACE": str(e["kv_cache_gib"]),
     }
+    if e["block_size"] is not None:
+        env["R2EC_VLLM_BLOCK_SIZE"] = str(e["block_size"])
     if cfg.threads:
         env["R2EC_THREADS"] = str(cfg.threads)
     return ServerProcess(cfg.bundle, env)
 
 
 def vllm_args(dtype: str, e: dict[str, Any]) -> list[str]:
+    block = ["--block-size", str(e["block_size"])] if e["block_size"] is not None else []
     return [
+        *block,
         "--dtype",
         dtype,
         "--max-model-len",

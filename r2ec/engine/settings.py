@@ -27,6 +27,12 @@ class EngineFields(BaseModel):
     vllm_gpu_memory_utilization: float = Field(0.85, description="vLLM GPU memory fraction.")
     vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
     vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
+    vllm_block_size: int = Field(
+        0,
+        ge=0,
+        description="vLLM KV-cache block size in tokens; 0: 32 on the CPU (the smallest its attention kernel takes; "
+        "the capture pass recomputes what lies past the last full block), vLLM's own default on a GPU.",
+    )
 
 
 class EngineSettings(EngineFields):

@@ -37,6 +37,18 @@ from r2ec.pooling import l2_normalize
 
 CaptureMode = Literal["hook", "pooling"]
 PHASES = ("generation", "capture")
+# vLLM's CPU platform picks 128-token blocks unless told; its attention kernel takes any multiple of 32. The
+# capture pass reuses only full blocks of the generation, so 128 left ~64 tokens per request to recompute.
+CPU_BLOCK_SIZE = 32
+
+
+def resolve_block_size(setting: int) -> int | None:
+    """The KV-cache block size to ask vLLM for: ``setting`` when set, else 32 on the CPU, else None (vLLM's own)."""
+    if setting:
+        return setting
+    from vllm.platforms import current_platform
+
+    return CPU_BLOCK_SIZE if current_platform.is_cpu() else None
 
 
 class VLLMEngine(Engine):
@@ -60,6 +72,7 @@ class VLLMEngine(Engine):
         self.in_process, self.enforce_eager = s.vllm_in_process, s.vllm_enforce_eager
         self.max_num_seqs = max(s.max_batch, 1)  # the running sequences vLLM schedules together
         self.gpu_memory_utilization, self.kv_cache_gib = s.vllm_gpu_memory_utilization, s.vllm_kv_cache_gib
+        self.block_size_setting = s.vllm_block_size
         self.answer = answer
         self.extra_stops = tuple(extra_stops)
         self.llm: Any = None
@@ -86,6 +99,9 @@ class VLLMEngine(Engine):
             "enable_prefix_caching": True,
             "gpu_memory_utilization": self.gpu_memory_utilization,
         }
+        block_size = resolve_block_size(self.block_size_setting)
+        if block_size is not None:
+            kwargs["block_size"] = block_size
         if self.in_process:
             kwargs["distributed_executor_backend"] = "uni"
         if pooling:
@@ -205,7 +221,9 @@ class VLLMEngine(Engine):
             if rest:
                 yield Delta(rest)
             total = loop.time() - started
-            yield Generation(reasoning, len(completion.token_ids), reason, StageTimes(queue_s=0.0, generation_s=total))
+            ids = list(completion.token_ids)
+            timings = StageTimes(queue_s=0.0, generation_s=total)
+            yield Generation(reasoning, len(ids), reason, timings, token_ids=ids)
         finally:
             self._inflight -= 1
 

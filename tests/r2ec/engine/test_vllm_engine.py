@@ -12,6 +12,7 @@ from model_export.data.splits import temporal_split
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
 from r2ec.engine.settings import EngineSettings
+from r2ec.engine.vllm import CPU_BLOCK_SIZE, resolve_block_size
 from r2ec.engine.vllm_hook import CAPTURE_MODE, HiddenStateCapture
 
 pytestmark = pytest.mark.vllm
@@ -94,9 +95,15 @@ async def test_reasoning_free_mode_matches(vllm_engine, tiny_bundle, users):
         assert u_got.reasoning is None and float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
 
 
+def test_block_size_is_32_on_the_cpu_unless_set():
+    assert resolve_block_size(0) == CPU_BLOCK_SIZE == 32
+    assert resolve_block_size(64) == 64
+
+
 async def test_prefix_cache_counters_show_what_the_capture_recomputed(vllm_engine, tiny_bundle, users):
-    """The capture pass re-submits prompt + reasoning + <answer>: vLLM's prefix cache supplies the full blocks the
-    generation left (at least the prompt's), and the engine reports vLLM's own counts of both."""
+    """The capture pass re-submits prompt + reasoning + <answer>: vLLM's prefix cache supplies every full block the
+    generation left that the sequence repeats (the generated tokens' blocks too, not only the prompt's), and the
+    engine reports vLLM's own counts of both. On the CPU the blocks are 32 tokens, not vLLM's 128 there."""
     b = load_bundle(tiny_bundle)
     rec = b.recommender(vllm_engine)
     before = vllm_engine.stats()["prefill"]
@@ -112,7 +119,21 @@ async def test_prefix_cache_counters_show_what_the_capture_recomputed(vllm_engin
     assert generation["requests"] == capture["requests"] == 1
     assert generation["prompt_tokens"] == len(prompt) and capture["prompt_tokens"] == len(sequence)
     block = vllm_engine.llm.vllm_config.cache_config.block_size
-    assert len(prompt) // block * block <= capture["cached_tokens"] < capture["prompt_tokens"]
+    assert block == CPU_BLOCK_SIZE
+    ran = [*prompt, *gen.token_ids]
+    assert len(gen.token_ids) == gen.num_tokens == 40
+    pairs = zip(ran, sequence, strict=False)
+    common = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(ran), len(sequence)))
+    # The last generated token was sampled, never run through the model: its KV is not in any block.
+    reusable = min(common, len(ran) - 1, len(sequence) - 1)
+    # At least: earlier tests' requests on the same engine may have left more of this sequence in the cache.
+    assert reusable // block * block <= capture["cached_tokens"] < capture["prompt_tokens"]
+    # A random model's text need not re-tokenise to its own ids; submitted as generated, every full block of the
+    # generation is reused: the capture recomputes less than one block plus <answer>.
+    answer = b.tokenizer(b.templates.answer, add_special_tokens=False)["input_ids"]
+    await vllm_engine.encode([[*ran, *answer]], "pc2")
+    cached = vllm_engine.stats()["prefill"]["capture"]["cached_tokens"] - after["capture"]["cached_tokens"]
+    assert len(prompt) < (len(ran) - 1) // block * block <= cached < len(ran) + len(answer)
 
 
 async def test_an_extra_stop_and_the_conclusion_match_transformers(vllm_engine, tiny_bundle, users):
