@@ -41,6 +41,7 @@ from r2ec.encoder import encode, pad_id_of
 from r2ec.evidence import EVIDENCE_FILE, Transitions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
 from r2ec.models import load_causal_lm
+from r2ec.paths import public_path
 from r2ec.prompts import item_text
 from r2ec.scoring import TAU
 from r2ec.templates import GenerationDefaults, PromptTemplates, domain_generation
@@ -193,8 +194,10 @@ def run_export(cfg: ExportConfig) -> Path:
             "generation": (cfg.generation or domain_generation(cfg.domain)).to_dict(),
             "tau": cfg.tau,
             "model": {
-                "base": str(cfg.base_model),
-                "adapter": None if cfg.adapter is None else str(cfg.adapter),
+                # As public_path shows them (relative to the working directory or ~): a bundle is shipped and its
+                # manifest is served on /info, so it must not carry the exporting machine's absolute paths.
+                "base": public_path(cfg.base_model, Path.cwd()),
+                "adapter": None if cfg.adapter is None else public_path(cfg.adapter, Path.cwd()),
                 "adapter_config": None if adapter_info is None else adapter_info.to_dict(),
                 "hash": weights_id,
                 "architecture": (config.get("architectures") or ["?"])[0],

@@ -11,6 +11,7 @@ from model_export.adapter import AdapterError, check_adapter
 from model_export.bundle import load_bundle
 from r2ec.chat import ChatRenderer
 from r2ec.encoder import encode, pad_id_of
+from r2ec.paths import public_path
 from r2ec.prompts import item_text
 from tests.archs import AUTHORS_TARGETS, authors_adapter, build_tiny_arch
 from tests.helpers import export_tiny
@@ -49,7 +50,8 @@ def test_adapter_merge_matches_peft(tmp_path, tiny_model_dir, dataset_dir, smoll
     plain = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
     without = encode(plain, seqs, pad_id_of(smollm_tokenizer))
     assert np.abs(bundle.vectors[:8] - without).max() > 1e-3  # and the adapter really changed them
-    assert bundle.manifest["model"]["adapter"] == str(adapter_dir)
+    recorded = bundle.manifest["model"]["adapter"]
+    assert recorded == public_path(adapter_dir, Path.cwd()) and not recorded.startswith("/")
 
 
 # -- adapters in the authors' layout that do not fit their base are refused at export, with the reason --------
