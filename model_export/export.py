@@ -194,10 +194,10 @@ def run_export(cfg: ExportConfig) -> Path:
             "generation": (cfg.generation or domain_generation(cfg.domain)).to_dict(),
             "tau": cfg.tau,
             "model": {
-                # As public_path shows them (relative to the working directory or ~): a bundle is shipped and its
-                # manifest is served on /info, so it must not carry the exporting machine's absolute paths.
-                "base": public_path(cfg.base_model, Path.cwd()),
-                "adapter": None if cfg.adapter is None else public_path(cfg.adapter, Path.cwd()),
+                # Names only: they are part of the bundle version, which must not change with the machine or the
+                # directory an export ran in (where they came from is provenance, under created_by).
+                "base": cfg.base_model.name,
+                "adapter": None if cfg.adapter is None else cfg.adapter.name,
                 "adapter_config": None if adapter_info is None else adapter_info.to_dict(),
                 "hash": weights_id,
                 "architecture": (config.get("architectures") or ["?"])[0],
@@ -224,8 +224,11 @@ def run_export(cfg: ExportConfig) -> Path:
                 "tool": f"r2ec {r2ec.__version__}",
                 "python": platform.python_version(),
                 "torch": torch.__version__,
-                "host": platform.node(),
                 "device": cfg.device,
+                # Relative to the working directory or ~, never the exporting machine's absolute paths: a bundle
+                # is shipped to other machines.
+                "base_model": public_path(cfg.base_model, Path.cwd()),
+                "adapter": None if cfg.adapter is None else public_path(cfg.adapter, Path.cwd()),
                 "seconds": round(time.perf_counter() - started, 1),
             },
         }
