@@ -16,8 +16,11 @@ def export(
     base_model: Annotated[Path, typer.Option(help="Hugging Face model directory of the base model.")],
     catalog: Annotated[Path, typer.Option(help="catalog.jsonl, or a dataset directory holding one.")],
     domain: Annotated[
-        str, typer.Option(help="Prompt wording: movies, movies_evidence (with evidence lines; needs --evidence-data), "
-            "musical_instruments, cds_and_vinyl, video_games.")
+        str,
+        typer.Option(
+            help="Prompt wording: movies, movies_evidence (with evidence lines; needs --evidence-data), "
+            "musical_instruments, cds_and_vinyl, video_games."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")],
     adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter directory to merge.")] = None,
