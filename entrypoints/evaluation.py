@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -38,6 +39,17 @@ async def _open_recommender(  # type: ignore[no-untyped-def]
     engine = build_engine(bundle.model_dir, bundle.tokenizer, settings, bundle.templates.answer, extra)
     await engine.start()
     return bundle, engine, bundle.recommender(engine, conclusion)
+
+
+def _given(kind: str, value: list[str] | str | None) -> list[str]:
+    """The result file's name part for an option that changes results when given: none when the bundle decides,
+    ``no<kind>`` when turned off, else ``<kind>`` and a digest of the texts."""
+    if value is None:
+        return []
+    texts = [value] if isinstance(value, str) else list(value)
+    if not any(texts):
+        return [f"no{kind}"]
+    return [kind + hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:6]]
 
 
 @app.command("evaluate")
@@ -119,6 +131,7 @@ def evaluate(
             size = "all" if limit is None else str(limit)
             mode = "noreason" if no_reasoning else f"reason{budget}"
             parts = [b.name, b.version, protocol, split, chosen_mask, mode, f"n{size}", backend, served_dtype]
+            parts += _given("stop", stop) + _given("conclusion", conclusion)
             name = "eval-" + "-".join(parts) + ".json"
             target = out or Path("results") / name
             write_results(target, summary, results)
