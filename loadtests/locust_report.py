@@ -16,7 +16,10 @@ from loadtests.stats import summary_from_csv
 START, END = "<!-- locust:start -->", "<!-- locust:end -->"
 
 
-def render(prefix: Path, command: str, machine: str) -> str:
+SERVER = "`make serve` (the demo bundle, in-process cache)"
+
+
+def render(prefix: Path, command: str, machine: str, server: str = SERVER) -> str:
     stats = summary_from_csv(prefix)
     rows = [
         f"| {name} | {int(s['requests'])} | {int(s['failures'])} | {s['rps']:.2f} | {s['p50_ms']:.0f} | "
@@ -31,8 +34,7 @@ def render(prefix: Path, command: str, machine: str) -> str:
                 START,
                 "## The README's locust command on the demo bundle",
                 "",
-                f"`{command}` against `make serve` (the demo bundle, transformers backend, in-process",
-                f"cache) on {machine}.",
+                f"`{command}` against {server} on {machine}.",
                 "`SSE ttft` is the time to the first reasoning delta of a streamed request, `SSE result` the time",
                 "to its result event (custom metrics of the streaming task).",
                 "",
@@ -55,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, required=True)
     parser.add_argument("--command", required=True)
     parser.add_argument("--machine", default="this machine")
+    parser.add_argument("--server", default=SERVER, help="what served, e.g. with the engine /info reported")
     args = parser.parse_args(argv)
-    section = render(args.csv, args.command, args.machine)
+    section = render(args.csv, args.command, args.machine, args.server)
     write_docs(args.docs, section, START, END)
     print(section)
     return 0
