@@ -19,6 +19,12 @@ from entrypoints.common import (
     setup_logging,
     threads_for,
 )
+from training.config import RecPOConfig, SFTConfig
+
+
+def _per_stage(help: str, name: str) -> str:
+    """``help`` and each stage's own default of config field ``name`` (given nothing, a stage keeps its own)."""
+    return f"{help} Default: the stage's (sft {getattr(SFTConfig, name)}, recpo {getattr(RecPOConfig, name)})."
 
 
 @app.command("train")
@@ -41,22 +47,22 @@ def train(
     ] = "fused",
     advantage: Annotated[str, typer.Option(help="grpo (group-normalised) or rloo.")] = "grpo",
     group_size: Annotated[int, typer.Option(help="Trajectories per user.")] = 4,
-    batch_users: Annotated[int, typer.Option(help="Users per update.")] = 4,
+    batch_users: Annotated[int | None, typer.Option(help=_per_stage("Users per update.", "batch_size"))] = None,
     micro_batch: Annotated[int, typer.Option(help="sft: users per forward (gradient accumulation).")] = 2,
-    max_steps: Annotated[int, typer.Option(help="Updates.")] = 200,
+    max_steps: Annotated[int | None, typer.Option(help=_per_stage("Updates.", "max_steps"))] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Reasoning tokens per rollout.")] = 128,
     temperature: Annotated[float, typer.Option(help="Rollout temperature.")] = 1.5,
     top_k: Annotated[int, typer.Option(help="Rollout top-k.")] = 50,
     beta: Annotated[float, typer.Option(help="Weight of the continuous reward.")] = 0.05,
     ppo_epochs: Annotated[int, typer.Option(help="recpo: clipped updates per batch of rollouts.")] = 1,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-5,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 4,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 128,
+    lr: Annotated[float | None, typer.Option(help=_per_stage("AdamW learning rate.", "lr"))] = None,
+    lora_r: Annotated[int | None, typer.Option(help=_per_stage("LoRA rank.", "lora_r"))] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help=_per_stage("LoRA alpha.", "lora_alpha"))] = None,
     kd_weight: Annotated[float, typer.Option(help="sft: weight of the distillation from the evidence table.")] = 1.0,
     item_weight: Annotated[float, typer.Option(help="sft: weight of the item tower's collaborative loss.")] = 1.0,
     lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
-    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 20,
-    eval_users: Annotated[int, typer.Option(help="Validation samples.")] = 100,
+    eval_every: Annotated[int | None, typer.Option(help=_per_stage("Validate every N steps.", "eval_every"))] = None,
+    eval_users: Annotated[int | None, typer.Option(help=_per_stage("Validation samples.", "eval_samples"))] = None,
     eval_max_new_tokens: Annotated[int, typer.Option(help="Greedy reasoning tokens at validation.")] = 64,
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 3,
     protocol: Annotated[str, typer.Option(help="Split whose train part is learnt from (loo or temporal).")] = "loo",
@@ -103,8 +109,9 @@ def train(
     if bf16 and not native:
         typer.echo("warning: this CPU has no native bfloat16; --bf16 runs emulated (slow)", err=True)
     bf16 = native if bf16 is None else bf16
-    # What both stages take from the command line; each stage adds its own knobs below.
-    shared: dict[str, Any] = dict(
+    # What both stages take from the command line (an option not given keeps the stage's own default); each
+    # stage adds its own knobs below.
+    given: dict[str, Any] = dict(
         protocol=protocol,
         batch_size=batch_users,
         max_steps=max_steps,
@@ -117,9 +124,9 @@ def train(
         time_limit_s=time_limit_s,
         seed=seed,
     )
+    shared = {k: v for k, v in given.items() if v is not None}
     trainer: Any
     if stage == "sft":
-        from training.config import SFTConfig
         from training.sft import SFTTrainer
 
         extra: dict[str, Any] = dict(
@@ -129,7 +136,6 @@ def train(
             SFTConfig(**shared, **extra), model_dir, data, out, templates, resume=resume, init_adapter=init_adapter
         )
     else:
-        from training.config import RecPOConfig
         from training.recpo import RecPOTrainer
 
         extra = dict(
