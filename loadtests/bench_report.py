@@ -64,6 +64,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                 *_latencies(c["generation_plus_capture"]),
                 f"**{c['ratio_capture_vs_generation']:.3f}**",
             ),
+            *(
+                [_row("the capture alone (inside the same requests)", *_latencies(c["capture_only"]), "")]
+                if "capture_only" in c
+                else []
+            ),
             _row(
                 "authors' way: generation + full transformers forward",
                 *_latencies(c["authors_generation_plus_hf_forward"]),
@@ -127,6 +132,17 @@ def _capture_tokens(c: dict[str, Any]) -> list[str]:
         f"**{'-' if ratio is None else f'{ratio:.3f}'}** in tokens (prompt counted in full), "
         f"**{c['ratio_capture_vs_generation']:.3f}** in p50 latency.",
         "",
+        *(
+            [
+                "Per prompt (each ran both ways, interleaved), the median of (generation + capture) / generation "
+                f"is **{c['ratio_capture_vs_generation_paired']:.3f}**, and the median of 1 + capture / "
+                f"generation inside the same request **{c['ratio_capture_vs_generation_direct']:.3f}**: both "
+                "leave out the spread between prompts that the ratio of two p50s keeps.",
+                "",
+            ]
+            if "ratio_capture_vs_generation_paired" in c
+            else []
+        ),
     ]
 
 
