@@ -20,6 +20,7 @@ from loadtests.launcher import ServerProcess
 from loadtests.rawhttp import LoopResult, closed_loop, run
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
+from r2ec.engine.selection import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("capture", "overhead", "scaling", "hot", "catalog", "vllm")
@@ -109,6 +110,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "native_bf16": native_bf16("cpu"),  # what makes `auto` pick bfloat16 (r2ec.engine.selection)
         "memory_gib": round(mem_gib, 1),
         "gpu": gpu,
         "python": platform.python_version(),

@@ -36,7 +36,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "# Benchmarks",
         "",
         f"Measured {result['started']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB"
-        f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}); commit `{m['commit']}`, torch {m['torch']}, "
+        + {True: ", native bfloat16", False: ", no native bfloat16", None: ""}[m.get("native_bf16")]
+        + f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}); commit `{m['commit']}`, torch {m['torch']}, "
         f"vLLM {m['vllm']}.",
         "",
         "Command:",
@@ -79,9 +80,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += _capture_tokens(c)
     if "overhead" in s:
         o = s["overhead"]
+        dtype = f" ({o['dtype']} on both sides)" if o.get("dtype") else ""
         lines += ["## 2. Service overhead", ""]
         lines += _table(
-            f"{o['backend']} backend, concurrency 1, reasoning on ({o['tokens']} tokens max, greedy), no cache.",
+            f"{o['backend']} backend{dtype}, concurrency 1, reasoning on ({o['tokens']} tokens max, greedy), no cache.",
             ["path", "p50", "p95", "p99"],
         )
         lines += [

@@ -28,6 +28,7 @@ from loadtests.rawhttp import LoopResult
 from model_export.bundle import Bundle
 from r2ec.engine.base import Engine, GenerationOptions, StageTimes
 from r2ec.engine.factory import EngineSettings, build_engine
+from r2ec.engine.selection import candidates
 
 
 def _prefill(engine: Engine) -> dict[str, dict[str, int]] | None:
@@ -162,8 +163,10 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     backend: Literal["transformers", "vllm"] = "transformers"
     srv = start_server(cfg.bundle, backend, threads=cfg.threads)
     url = srv.url
+    # The dtype the server picks for itself (`auto`), so that both sides run the same arithmetic.
+    dtype = candidates(backend, None, bundle.generation.dtype)[0].dtype
     engine: Engine = build_engine(
-        bundle.model_dir, bundle.tokenizer, EngineSettings(backend=backend), bundle.templates.answer
+        bundle.model_dir, bundle.tokenizer, EngineSettings(backend=backend, dtype=dtype), bundle.templates.answer
     )
     await engine.start()
     rec = bundle.recommender(engine)
@@ -192,6 +195,7 @@ async def scenario_overhead(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     d, h = dist(direct), dist(http)
     return {
         "backend": backend,
+        "dtype": dtype,
         "tokens": cfg.tokens,
         "in_process": d,
         "http": h,
