@@ -75,9 +75,9 @@ class Generation:
     # "answer" | "stop" (an extra stop text) | "concluded" (r2ec.recommender.concluded) | "length" | "eos" | "aborted"
     finish_reason: str
     timings: StageTimes = field(default_factory=StageTimes)
-    # An engine that ran its last generated token through the model (the transformers backend does, on the
-    # generation's own KV cache) hands over the generated ids and the post-norm hidden state there: the user
-    # vector when prompt + these ids are exactly the re-tokenised user sequence, with no second forward.
+    # The generated ids (both backends). An engine that also ran its last generated token through the model (the
+    # transformers backend does, on the generation's own KV cache) hands over the post-norm hidden state there:
+    # the user vector when prompt + these ids are exactly the re-tokenised user sequence, with no second forward.
     token_ids: list[int] = field(default_factory=list)
     final_state: Any = None  # np.ndarray (hidden,) or None
 
