@@ -92,9 +92,10 @@ def evaluate(
     setup_logging("warning")
     threads_for(threads)
     from model_export.data.format import Dataset
+    from model_export.data.splits import select_samples
     from model_export.data.splits import split as make_split
     from model_export.evaluate import evaluate as run_eval
-    from model_export.evaluate import select_samples, write_results
+    from model_export.evaluate import write_results
     from r2ec.engine.base import GenerationOptions
 
     async def main() -> dict[str, Any]:

@@ -27,6 +27,21 @@ def _per_stage(help: str, name: str) -> str:
     return f"{help} Default: the stage's (sft {getattr(SFTConfig, name)}, recpo {getattr(RecPOConfig, name)})."
 
 
+def _device_name_ok(name: str) -> bool:
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
+def _train_device(name: str) -> str:
+    """``auto`` resolved (cuda where torch sees a GPU, else cpu); a GPU asked for that torch cannot see fails."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {name}: torch sees no GPU here")
+    return name
+
+
 @app.command("train")
 def train(
     data: DataOption,
@@ -76,11 +91,16 @@ def train(
         ),
     ] = None,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = True,
+    device: Annotated[
+        str, typer.Option(help="Where to train: auto (the first GPU when torch sees one, else cpu), cpu, cuda, cuda:N.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a LoRA adapter: stage sft (traces + recommendation loss) then recpo (RL); writes OUT/adapter."""
     if stage not in ("sft", "recpo"):
         fail("stage must be sft or recpo")
+    if not _device_name_ok(device):
+        fail(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
     mask_for(protocol, None)
     need_dataset(data)
     if bundle is not None:
@@ -105,9 +125,10 @@ def train(
     assert isinstance(templates, PromptTemplates)
     from r2ec.engine.selection import native_bf16
 
-    native = native_bf16("cpu")
+    device = _train_device(device)
+    native = native_bf16(device)
     if bf16 and not native:
-        typer.echo("warning: this CPU has no native bfloat16; --bf16 runs emulated (slow)", err=True)
+        typer.echo(f"warning: {device} computes no native bfloat16; --bf16 runs emulated (slow)", err=True)
     bf16 = native if bf16 is None else bf16
     # What both stages take from the command line (an option not given keeps the stage's own default); each
     # stage adds its own knobs below.
@@ -123,6 +144,7 @@ def train(
         eval_samples=eval_users,
         time_limit_s=time_limit_s,
         seed=seed,
+        device=device,
     )
     shared = {k: v for k, v in given.items() if v is not None}
     trainer: Any

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 import uuid
 from collections import Counter
@@ -26,14 +25,6 @@ from r2ec.recommender import Recommender
 
 T = TypeVar("T")
 TOP_RECORDED = 10  # ranked items kept per sample in the details file
-
-
-def select_samples(samples: Sequence[T], limit: int | None, seed: int = 0) -> list[T]:
-    """A fixed random subset (same for every method given the same split), in the split's order."""
-    if limit is None or limit >= len(samples):
-        return list(samples)
-    keep = sorted(random.Random(seed).sample(range(len(samples)), limit))
-    return [samples[i] for i in keep]
 
 
 @dataclass

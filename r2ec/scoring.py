@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from r2ec.pooling import l2_normalize
+
+if TYPE_CHECKING:  # the index is built elsewhere (r2ec.index); scoring's pure-numpy helpers need no FAISS
+    import faiss
 
 TAU = 0.02
 # Searched indexes (approximate, or on a GPU) normalise the softmax over this many of their own best results

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 
 from model_export.data.format import Dataset
-from model_export.data.splits import Sample
+from model_export.data.splits import Sample, select_samples
 from model_export.data.splits import split as make_split
-from model_export.evaluate import select_samples
 from model_export.evidence import TransitionCounts, build_counts
 from r2ec import logs
 from r2ec.catalog import Catalog
@@ -55,6 +54,7 @@ class TrainerBase:
             resume,
             init_adapter,
             lambda base: cfg.lora(int(base.config.num_hidden_layers)),
+            cfg.device,
         )
         self.renderer = ChatRenderer(self.tokenizer, templates)
         data = Dataset.load(data_dir)

@@ -32,6 +32,7 @@ class TrainConfig:
     save_every: int = 10
     time_limit_s: float = 0.0  # 0 = none; stops cleanly (with a final validation) when reached
     seed: int = 0
+    device: str = "cpu"  # where the model trains: cpu, cuda, cuda:N
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

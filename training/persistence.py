@@ -14,7 +14,13 @@ CHECKPOINT = "checkpoint"
 
 
 def trainable_model(
-    model_dir: Path, bf16: bool, out: Path, resume: bool, init_adapter: Path | None, fresh: Callable[[Any], Any]
+    model_dir: Path,
+    bf16: bool,
+    out: Path,
+    resume: bool,
+    init_adapter: Path | None,
+    fresh: Callable[[Any], Any],
+    device: str = "cpu",
 ) -> tuple[Any, int, Any]:
     """(tokenizer, pad id, PEFT model) to train: OUT/checkpoint's adapter when resuming, else ``init_adapter``
     (a fresh optimiser either way but for the checkpoint's), else a new LoRA from ``fresh(base) -> LoraConfig``."""
@@ -25,7 +31,7 @@ def trainable_model(
     from r2ec.models import load_causal_lm
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    base = load_causal_lm(model_dir, "bfloat16" if bf16 else "float32", train=True)
+    base = load_causal_lm(model_dir, "bfloat16" if bf16 else "float32", device=device, train=True)
     ckpt = out / CHECKPOINT
     if resume and (ckpt / "adapter_config.json").is_file():
         model = PeftModel.from_pretrained(base, str(ckpt), is_trainable=True)

@@ -12,9 +12,8 @@ from model_export.baselines.popular import MostPopular
 from model_export.baselines.sasrec import SASRec, SASRecConfig
 from model_export.baselines.transitions import TransitionsBaseline
 from model_export.data.format import Dataset
-from model_export.data.splits import Protocol, Split
+from model_export.data.splits import Protocol, Split, select_samples
 from model_export.data.splits import split as make_split
-from model_export.evaluate import select_samples
 from model_export.evidence import HORIZON, NEIGHBORS
 from r2ec.exclusion import Mask
 from r2ec.metrics import summarize

@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from r2ec.catalog import Event
 
@@ -80,3 +81,14 @@ def split(timelines: Mapping[str, Sequence[Event]], protocol: Protocol, window: 
     if protocol == "loo":
         return leave_one_out(timelines, window)
     raise ValueError(f"unknown protocol {protocol!r} (temporal or loo)")
+
+
+T = TypeVar("T")
+
+
+def select_samples(samples: Sequence[T], limit: int | None, seed: int = 0) -> list[T]:
+    """A fixed random subset (same for every method given the same split), in the split's order."""
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    keep = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[i] for i in keep]

@@ -27,6 +27,12 @@ class EngineFields(BaseModel):
     vllm_gpu_memory_utilization: float = Field(0.85, description="vLLM GPU memory fraction.")
     vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
     vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
+    vllm_in_process: bool = Field(
+        True,
+        description="vLLM's engine core in the server's own process; false: in a process of its own, as vLLM's "
+        "OpenAI server runs it (scheduling then never waits on the event loop, HTTP or ranking, at the cost of a "
+        "process hop per step's outputs).",
+    )
     vllm_block_size: int = Field(
         0,
         ge=0,
@@ -37,8 +43,6 @@ class EngineFields(BaseModel):
 
 class EngineSettings(EngineFields):
     model_config = ConfigDict(frozen=True)
-
-    vllm_in_process: bool = True  # the engine core in this process (tests, CPU); the service keeps the default
 
     @classmethod
     def from_settings(cls, settings: EngineFields, **overrides: Any) -> EngineSettings:

@@ -49,6 +49,9 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
         "evaluate with an unknown mask": ["evaluate", "--bundle", str(bundle), "--data", str(data), "--mask", "x"],
         "baseline with an unknown method": ["baseline", "nope", "--data", str(data)],
         "train with missing data": ["train", "--data", missing, "--out", str(tmp / "run")],
+        "train on an unknown device": [
+            "train", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle), "--device", "tpu",
+        ],
     }  # fmt: skip
 
 
@@ -65,6 +68,7 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
         "evaluate with an unknown mask",
         "baseline with an unknown method",
         "train with missing data",
+        "train on an unknown device",
     ],
 )
 def test_refused_at_once_with_one_line(case, tiny_bundle, dataset_dir, tmp_path):

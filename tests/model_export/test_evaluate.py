@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
-from model_export.evaluate import evaluate, select_samples
+from model_export.data.splits import select_samples
+from model_export.evaluate import evaluate
 from r2ec.engine.base import GenerationOptions
 from r2ec.metrics import summarize
 from tests.helpers import split_samples, transformers_recommender
