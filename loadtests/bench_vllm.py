@@ -13,10 +13,12 @@ are up for the whole scenario but only one receives load at a time; the order al
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any, cast
 
 import httpx
+from pydantic import TypeAdapter
 
 from loadtests.bench_harness import (
     BenchConfig,
@@ -155,6 +157,14 @@ def omp_binding(log: str) -> str | None:
     return m.group(1) if m else None
 
 
+def engine_in_process() -> bool:
+    """Where `r2ec serve` runs vLLM's engine core here: the setting's default, or R2EC_VLLM_IN_PROCESS, which the
+    server inherits from the bench's environment."""
+    raw = os.environ.get("R2EC_VLLM_IN_PROCESS")
+    default = bool(EngineFields.model_fields["vllm_in_process"].default)
+    return default if raw is None else TypeAdapter(bool).validate_python(raw)
+
+
 def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     e = engine_settings(cfg)
     # By default the dtype `r2ec serve` picks for vLLM on this machine (bfloat16 where it is native).
@@ -164,7 +174,8 @@ def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         "requests_per_level": cfg.vllm_requests,
         "seconds_limit_per_level": cfg.vllm_seconds,
         "settings": e,
-        "recommend_server": "r2ec serve --backend vllm (engine core in the server process)",
+        "recommend_server": "r2ec serve --backend vllm (engine core "
+        + ("in the server process)" if engine_in_process() else "in a process of its own)"),
         "vllm_server": {
             "command": "python -m vllm.entrypoints.openai.api_server --model "
             + public_path(bundle.model_dir)

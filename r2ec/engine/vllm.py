@@ -118,8 +118,8 @@ class VLLMEngine(Engine):
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
-        if self.in_process:
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # The setting decides, also where an earlier engine of this process set the variable the other way.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else "1"
         if self.capture == "hook":
             # The hook's one path is Model Runner V1 (vllm_hook); CUDA would otherwise pick V2 for dense models.
             os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"

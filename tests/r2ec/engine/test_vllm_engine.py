@@ -95,6 +95,34 @@ async def test_reasoning_free_mode_matches(vllm_engine, tiny_bundle, users):
         assert u_got.reasoning is None and float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
 
 
+async def test_an_engine_core_in_its_own_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
+    """``--no-vllm-in-process``: scheduling and the worker run in vLLM's engine-core process, the hook's rows cross
+    the process boundary as bytes; reasoning, vectors and top-10 are those of the in-process engine."""
+    import psutil
+
+    from r2ec.engine.vllm import VLLMEngine
+
+    b = load_bundle(tiny_bundle)
+    settings = EngineSettings(backend="vllm", max_model_len=2048, max_batch=8, vllm_in_process=False)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    apart = VLLMEngine(b.model_dir, b.tokenizer, settings)
+    await apart.start()
+    try:
+        spawned = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        assert spawned, "no engine-core process was started"
+        assert apart.capture_mode == CAPTURE_MODE
+        options = GenerationOptions(max_tokens=24)
+        ref = await _vectors(vllm_engine, b, users[:3], options)
+        got = await _vectors(apart, b, users[:3], options)
+    finally:
+        await apart.close()
+    for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
+        assert u_got.reasoning == u_ref.reasoning
+        assert float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
+    _, alive = psutil.wait_procs(spawned, timeout=30)
+    assert not alive, f"engine processes left running: {alive}"
+
+
 def test_block_size_is_32_on_the_cpu_unless_set():
     assert resolve_block_size(0) == CPU_BLOCK_SIZE == 32
     assert resolve_block_size(64) == 64
