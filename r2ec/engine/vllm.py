@@ -44,11 +44,15 @@ CPU_BLOCK_SIZE = 32
 
 def resolve_block_size(setting: int) -> int | None:
     """The KV-cache block size to ask vLLM for: ``setting`` when set, else 32 on the CPU, else None (vLLM's own)."""
-    if setting:
-        return setting
     from vllm.platforms import current_platform
 
-    return CPU_BLOCK_SIZE if current_platform.is_cpu() else None
+    on_cpu = current_platform.is_cpu()
+    if setting and on_cpu and setting % CPU_BLOCK_SIZE:
+        # Refused here, with the reason, rather than deep in the CPU attention kernel at the first request.
+        raise ValueError(f"vllm_block_size {setting}: vLLM's CPU attention takes a multiple of {CPU_BLOCK_SIZE}")
+    if setting:
+        return setting
+    return CPU_BLOCK_SIZE if on_cpu else None
 
 
 class VLLMEngine(Engine):

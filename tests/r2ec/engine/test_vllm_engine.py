@@ -126,6 +126,8 @@ async def test_an_engine_core_in_its_own_process_captures_the_same_vectors(vllm_
 def test_block_size_is_32_on_the_cpu_unless_set():
     assert resolve_block_size(0) == CPU_BLOCK_SIZE == 32
     assert resolve_block_size(64) == 64
+    with pytest.raises(ValueError, match="multiple of 32"):
+        resolve_block_size(48)
 
 
 async def test_prefix_cache_counters_show_what_the_capture_recomputed(vllm_engine, tiny_bundle, users):
