@@ -13,12 +13,10 @@ are up for the whole scenario but only one receives load at a time; the order al
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any, cast
 
 import httpx
-from pydantic import TypeAdapter
 
 from loadtests.bench_harness import (
     BenchConfig,
@@ -158,11 +156,11 @@ def omp_binding(log: str) -> str | None:
 
 
 def engine_in_process() -> bool:
-    """Where `r2ec serve` runs vLLM's engine core here: the setting's default, or R2EC_VLLM_IN_PROCESS, which the
-    server inherits from the bench's environment."""
-    raw = os.environ.get("R2EC_VLLM_IN_PROCESS")
-    default = bool(EngineFields.model_fields["vllm_in_process"].default)
-    return default if raw is None else TypeAdapter(bool).validate_python(raw)
+    """Where `r2ec serve` runs vLLM's engine core here: its own settings read from the environment it inherits
+    from the bench (R2EC_VLLM_IN_PROCESS, else the default)."""
+    from service.settings import Settings
+
+    return Settings().vllm_in_process
 
 
 def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tqdm import tqdm
 
@@ -23,7 +23,6 @@ from r2ec.exclusion import Mask
 from r2ec.metrics import KS, summarize
 from r2ec.recommender import Recommender
 
-T = TypeVar("T")
 TOP_RECORDED = 10  # ranked items kept per sample in the details file
 
 

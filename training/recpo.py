@@ -78,7 +78,7 @@ class RecPOTrainer(TrainerBase):
         state = self.resume_state(resume)
         if state is not None:
             self.stale = state["stale"]
-        rollouts = EngineSettings(max_batch=64, batch_wait_ms=20.0)
+        rollouts = EngineSettings(max_batch=64, batch_wait_ms=20.0, device=self.cfg.device)
         self.engine = TransformersEngine(self.model_dir, self.tokenizer, rollouts, model=self.model)
 
     # -- vectors -----------------------------------------------------------------------------------------------
