@@ -33,6 +33,9 @@ def bench(
     scenarios: Annotated[str, typer.Option(help="Comma list of " + ",".join(SCENARIOS) + ".")] = ",".join(SCENARIOS),
     tokens: Annotated[int, typer.Option(help="Reasoning tokens per request (every scenario that generates).")] = 64,
     prompts: Annotated[int, typer.Option(help="Prompts in the capture scenario (each run on every path).")] = 32,
+    served_prompts: Annotated[
+        int, typer.Option(help="Of those, how many also run as served (to <answer> within the bundle's budget).")
+    ] = 16,
     overhead_requests: Annotated[int, typer.Option(help="Requests per path in the overhead scenario.")] = 8,
     concurrency: Annotated[
         str, typer.Option(help="Client counts (comma list) of the scaling and vllm scenarios.")
@@ -146,6 +149,7 @@ def bench(
         scenarios=tuple(scenarios.split(",")),
         tokens=tokens,
         prompts=prompts,
+        served_prompts=served_prompts,
         overhead_requests=overhead_requests,
         concurrency=levels,
         scaling_requests=scaling_requests,
@@ -174,7 +178,7 @@ def bench(
     )
     if smoke:
         cfg.capture_backend = cfg.scaling_backend = "transformers"
-        cfg.tokens, cfg.prompts, cfg.overhead_requests = 3, 2, 2
+        cfg.tokens, cfg.prompts, cfg.served_prompts, cfg.overhead_requests = 3, 2, 1, 2
         cfg.concurrency, cfg.scaling_requests, cfg.scaling_seconds = (1, 2), 4, 120
         cfg.vllm_requests, cfg.vllm_seconds = 4, 120
         cfg.hot_requests, cfg.hot_rounds, cfg.hot_free_requests, cfg.hot_seconds = 400, 2, 4, 60

@@ -38,6 +38,7 @@ class BenchConfig:
     scaling_backend: str = "default,transformers"
     tokens: int = 64
     prompts: int = 32
+    served_prompts: int = 16  # of those, run as served too (to <answer> within the bundle's budget)
     overhead_requests: int = 8
     concurrency: tuple[int, ...] = (1, 4, 8, 16)
     scaling_requests: int = 50  # per level: a closed loop stops after this many requests ...

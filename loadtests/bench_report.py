@@ -78,6 +78,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             "",
         ]
         lines += _capture_tokens(c)
+        lines += _served_capture(c.get("served"))
     if "overhead" in s:
         o = s["overhead"]
         dtype = f" ({o['dtype']} on both sides)" if o.get("dtype") else ""
@@ -113,6 +114,27 @@ def render_markdown(result: dict[str, Any]) -> str:
     if "vllm" in s:
         lines += _vllm(s["vllm"])
     return "\n".join(lines) + "\n"
+
+
+def _served_capture(v: dict[str, Any] | None) -> list[str]:
+    if not v or not v.get("prompts"):
+        return []
+    ended = ", ".join(f"{reason} {n}" for reason, n in v["ended_by"].items())
+    lines = [
+        f"As served ({v['prompts']} of the prompts, reasoning to `<answer>` within {v['max_tokens']} tokens; ended "
+        f"by: {ended}): **{v['vector_from_generation']}** user vectors were the generation's own last step (no "
+        f"capture pass), {v['vector_from_capture_pass']} needed a capture pass.",
+        "",
+    ]
+    lines += [_row("user vector", "n", "p50", "p95", "p99"), "|---|---|---|---|---|"]
+    for label, key in (
+        ("generation (for scale)", "generation"),
+        ("taken from the generation's last step", "capture_from_generation"),
+        ("a capture pass", "capture_pass"),
+    ):
+        d = v[key]
+        lines.append(_row(label, str(d.get("n", 0)), *_latencies(d)) if d.get("n") else _row(label, "0", "", "", ""))
+    return [*lines, ""]
 
 
 def _capture_tokens(c: dict[str, Any]) -> list[str]:

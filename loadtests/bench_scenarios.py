@@ -130,6 +130,7 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
             authors.append(time.perf_counter() - t)
             cfg.progress(f"  capture: prompt {i + 1}/{len(samples)}")
         counted = _prefill(engine) is not None
+        served = await _served_capture(cfg, bundle, rec, samples[: cfg.served_prompts])
     finally:
         await engine.close()
     g, c, a = dist(gen_only), dist(gen_capture), dist(authors)
@@ -156,6 +157,37 @@ async def scenario_capture(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         "ratio_capture_vs_generation_direct": 1.0 + statistics.median(direct),
         "ratio_authors_vs_generation": a["p50_ms"] / g["p50_ms"],
         "capture_tokens": capture_tokens(tokens, source),
+        "served": served,
+    }
+
+
+async def _served_capture(cfg: BenchConfig, bundle: Bundle, rec: Any, samples: list[Any]) -> dict[str, Any]:
+    """The capture as served: reasoning to ``<answer>`` within the bundle's budget (its extra stops and conclusion
+    included), then the user vector, which is the generation's own last step where the engine kept it and a
+    capture pass where not (the budget ran out first, or the ids do not re-tokenise to themselves)."""
+    from r2ec.engine.base import final
+
+    options = GenerationOptions(max_tokens=bundle.generation.max_reasoning_tokens)
+    own: list[float] = []
+    passes: list[float] = []
+    generation: list[float] = []
+    ended: list[str] = []
+    for i, s in enumerate(samples):
+        before = rec.reused_states
+        uv = await final(rec.stream_user_vector(service_message(rec, s), options, f"s{i}"), "no user vector")
+        (own if rec.reused_states > before else passes).append(uv.timings.capture_s or 0.0)
+        generation.append(uv.timings.generation_s or 0.0)
+        ended.append(uv.generation.finish_reason if uv.generation is not None else "none")
+        cfg.progress(f"  capture (served): prompt {i + 1}/{len(samples)}")
+    return {
+        "prompts": len(samples),
+        "max_tokens": options.max_tokens,
+        "ended_by": {reason: ended.count(reason) for reason in sorted(set(ended))},
+        "vector_from_generation": len(own),
+        "vector_from_capture_pass": len(passes),
+        "generation": dist(generation),
+        "capture_from_generation": dist(own),
+        "capture_pass": dist(passes),
     }
 
 

@@ -82,6 +82,7 @@ class Recommender:
         self.ranker = ranker
         self.renderer = ChatRenderer(tokenizer, templates)
         self.reused_states = 0  # user vectors taken from the generation's own last forward (no capture pass)
+        self.captured_states = 0  # user vectors that needed a pass of their own (engine.encode)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, engine: Engine, conclusion: str | None = None) -> Recommender:
@@ -161,8 +162,13 @@ class Recommender:
             self.reused_states += 1
         else:
             vector = (await self.engine.encode([ids], request_id))[0]
+            self.captured_states += 1
         timings.capture_s = time.perf_counter() - started
         return vector
+
+    def vector_sources(self) -> dict[str, int]:
+        """User vectors so far by source: ``generation`` (its own last step) or ``capture`` (a pass of their own)."""
+        return {"generation": self.reused_states, "capture": self.captured_states}
 
     # -- ranking ---------------------------------------------------------------------------------------------
     def excluded_rows(

@@ -24,6 +24,13 @@ class Metrics:
         )
         self.tokens = Counter("r2ec_generated_tokens", "Reasoning tokens generated.", registry=r)
         self._tokens_seen = 0
+        self.vectors = Counter(
+            "r2ec_user_vectors",
+            "User vectors by source: the generation's own last step (no second pass) or a capture pass.",
+            ["source"],
+            registry=r,
+        )
+        self._vectors_seen = {"generation": 0, "capture": 0}
         self.store_lost = Gauge(
             "r2ec_user_store_data_lost", "1 once the user store lost its data while this process ran.", registry=r
         )
@@ -48,3 +55,11 @@ class Metrics:
         if engine_total > self._tokens_seen:
             self.tokens.inc(engine_total - self._tokens_seen)
             self._tokens_seen = engine_total
+
+    def sync_vectors(self, totals: dict[str, int]) -> None:
+        """Bring the user-vector counters up to the recommender's totals per source."""
+        for source, total in totals.items():
+            seen = self._vectors_seen.get(source, 0)
+            if total > seen:
+                self.vectors.labels(source=source).inc(total - seen)
+                self._vectors_seen[source] = total

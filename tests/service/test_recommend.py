@@ -23,6 +23,7 @@ def post(server, body, path="/v1/recommend", **kw):
 
 
 def test_recommend_returns_ranked_items_with_reasoning(server):
+    captured = _metric(server, 'r2ec_user_vectors_total{source="capture"}')
     r = post(server, {"history": HISTORY, "k": 5, "max_reasoning_tokens": 6}, headers={"X-Request-Id": "abc-123"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -35,6 +36,8 @@ def test_recommend_returns_ranked_items_with_reasoning(server):
     for h in ("x-total-time-ms", "x-generation-time-ms", "x-capture-time-ms", "x-search-time-ms"):
         assert float(r.headers[h]) >= 0
     assert body["history_used"] == 3 and body["bundle_version"]
+    # Cut by its budget before <answer>: the vector needed a capture pass of its own, and /metrics counts it.
+    assert _metric(server, 'r2ec_user_vectors_total{source="capture"}') == captured + 1
 
 
 def test_second_identical_request_is_served_from_cache_without_generation(server):

@@ -197,3 +197,32 @@ async def test_an_extra_stop_and_the_conclusion_match_transformers(vllm_engine, 
     assert results[0][0].reasoning == free.text[: free.text.index(stop)]
     assert results[0][0].generation.finish_reason == "stop"  # type: ignore[union-attr]
     assert (results[1][0].reasoning or "").startswith(free.text[: free.text.index(stop)] + " Best match:")
+
+
+async def test_a_generation_that_ends_at_answer_needs_no_capture_pass(vllm_engine, tiny_bundle, users):
+    """vLLM stops at <answer> in its front end after the engine core ran one more step for the request, whose
+    row is the user vector: the hook keeps it, and it equals what a capture pass of the same ids computes."""
+    from r2ec.engine.vllm import VLLMEngine
+
+    b = load_bundle(tiny_bundle)
+    rec = b.recommender(vllm_engine)
+    message = rec.prompt_for(users[0].history, users[0].now)
+    prompt = rec.renderer.generation_prompt_ids(message)
+    free = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=10, fixed_length=True), "free")
+    marker = b.tokenizer.decode(free.token_ids[4:6])  # what this random model writes: its "<answer>" here
+    assert marker and marker in free.text
+    eng = VLLMEngine(b.model_dir, b.tokenizer, EngineSettings(backend="vllm", max_model_len=2048), marker)
+    await eng.start()
+    try:
+        for i in range(4):
+            gen = await eng.generate(prompt, GenerationOptions(max_tokens=20), f"a{i}")
+            assert gen.finish_reason == "answer" and gen.final_state is not None
+            want = (await eng.encode([prompt + gen.token_ids], f"c{i}"))[0]  # the capture pass of the same ids
+            got = gen.final_state / np.linalg.norm(gen.final_state)
+            assert float(got @ want) >= 0.9999
+        assert eng.stats()["final_states"] == {"kept": 4, "missed": 0}
+        # A generation cut by its budget before the stop text keeps nothing to hand over: a capture pass.
+        short = await eng.generate(prompt, GenerationOptions(max_tokens=2, fixed_length=True), "short")
+        assert short.finish_reason == "length" and short.final_state is None
+    finally:
+        await eng.close()
