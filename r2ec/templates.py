@@ -154,8 +154,10 @@ AUTHORS_GENERATION = GenerationDefaults(max_reasoning_tokens=640, dtype="bfloat1
 _GENERATION = {
     **{d: AUTHORS_GENERATION for d in AMAZON_CATEGORIES.values()},
     "movies": GenerationDefaults(),
+    # 256: the trained traces run ~175 tokens and longer titles push a fifth of users past 192, whose reasoning was
+    # then cut before `Best match:` (docs/results.md, "The reasoning budget").
     "movies_evidence": GenerationDefaults(
-        max_reasoning_tokens=192,
+        max_reasoning_tokens=256,
         extra_stops=(f"({EVIDENCE_TRACE_STEPS + 1})",),
         conclusion=EVIDENCE_TRACE_CONCLUSION,
     ),
