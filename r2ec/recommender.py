@@ -35,6 +35,7 @@ def concluded(stopped: Generation, cue: str, rest: Generation) -> Generation:
     timings = StageTimes(
         queue_s=stopped.timings.queue_s,
         generation_s=(stopped.timings.generation_s or 0.0) + (rest.timings.generation_s or 0.0),
+        capture_s=rest.timings.capture_s,
     )
     return Generation(
         stopped.text + cue + rest.text,
@@ -163,7 +164,8 @@ class Recommender:
         else:
             vector = (await self.engine.encode([ids], request_id))[0]
             self.captured_states += 1
-        timings.capture_s = time.perf_counter() - started
+        # The engine may have spent part of the capture already (fetching the generation's own final state).
+        timings.capture_s = (timings.capture_s or 0.0) + time.perf_counter() - started
         return vector
 
     def vector_sources(self) -> dict[str, int]:

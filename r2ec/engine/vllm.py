@@ -238,7 +238,11 @@ class VLLMEngine(Engine):
             total = loop.time() - started
             ids = list(completion.token_ids)
             timings = StageTimes(queue_s=0.0, generation_s=total)
-            state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1) if reason == "answer" else None
+            state = None
+            if reason == "answer":
+                fetched = loop.time()
+                state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1)
+                timings.capture_s = loop.time() - fetched  # part of the capture: the recommender adds its own
             yield Generation(reasoning, len(ids), reason, timings, token_ids=ids, final_state=state)
         finally:
             self._inflight -= 1
@@ -248,7 +252,10 @@ class VLLMEngine(Engine):
         hook kept it; None sends the recommender to a capture pass."""
         if self.capture != "hook":
             return None
-        rows = await self.llm.collective_rpc("r2ec_fetch_state", args=(engine_id, position))
+        try:
+            rows = await self.llm.collective_rpc("r2ec_fetch_state", args=(engine_id, position))
+        except Exception:  # an engine that fails here fails the capture pass too, with its own error
+            rows = None
         if not rows or rows[0] is None:
             self._states["missed"] += 1
             return None
