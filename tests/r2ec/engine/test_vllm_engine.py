@@ -226,3 +226,49 @@ async def test_a_generation_that_ends_at_answer_needs_no_capture_pass(vllm_engin
         assert short.finish_reason == "length" and short.final_state is None
     finally:
         await eng.close()
+
+
+def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
+    """Async scheduling (vLLM's default on GPUs) may run a step past the stop before it is seen: the row of the last
+    token must still be found by its position, and a position no step ran for gives nothing."""
+    import torch
+
+    class Batch:
+        def __init__(self) -> None:
+            self.req_ids = ["r2ec-gen-u-1234abcd-0"]
+            self.num_computed_tokens_cpu = np.zeros(4, dtype=np.int64)
+
+    class Starts:
+        np = np.array([0, 1, 1, 1, 1], dtype=np.int32)
+
+    class Model:
+        def compute_logits(self, hidden_states):
+            return hidden_states
+
+    class Runner:  # the attributes of vLLM's V1 runner that the hook reads
+        __module__ = "vllm.v1.worker.cpu_model_runner"
+        input_batch, query_start_loc, max_num_reqs, model = Batch(), Starts(), 4, Model()
+
+        def get_model(self):
+            return self.model
+
+    worker = HiddenStateCapture()
+    worker.model_runner = runner = Runner()
+    worker.r2ec_install()
+
+    def step(req_id: str, position: int) -> None:  # a decode step: one row, at the input token's position
+        runner.input_batch.req_ids = [req_id]
+        runner.input_batch.num_computed_tokens_cpu[0] = position
+        runner.model.compute_logits(torch.full((1, 3), float(position)))
+
+    for position in (40, 41, 42, 43):  # 43: a step past the last token (42), run before the stop was seen
+        step("r2ec-gen-a-1234abcd-0", position)
+    row = worker.r2ec_fetch_state("r2ec-gen-a-1234abcd", 42)
+    assert row is not None and np.frombuffer(row, dtype=np.float32).tolist() == [42.0, 42.0, 42.0]
+    assert worker.r2ec_fetch_state("r2ec-gen-a-1234abcd", 42) is None  # fetched once, then gone
+    for position in (10, 11):
+        step("r2ec-gen-b-5678abcd-0", position)
+    assert worker.r2ec_fetch_state("r2ec-gen-b-5678abcd", 12) is None  # no step ran for 12: a capture pass
+    for position in range(1, 6):
+        step("r2ec-gen-c-9abcabcd-0", position)
+    assert worker.r2ec_fetch_state("r2ec-gen-c-9abcabcd", 1) is None  # only the last three steps are kept
