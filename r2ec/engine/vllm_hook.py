@@ -106,12 +106,8 @@ class HiddenStateCapture:
         store: OrderedDict[str, bytes] | None = getattr(self.model_runner, "_r2ec_capture", None)
         if store is None:
             return None
-        if request_id in store:
-            return store.pop(request_id)
-        for key in list(store):
-            if key.startswith(request_id + "-"):
-                return store.pop(key)
-        return None
+        key = _engine_key(store, request_id)
+        return None if key is None else store.pop(key)
 
     def r2ec_fetch_state(self, request_id: str, position: int) -> bytes | None:
         """Pop the kept rows of generation ``request_id``: the bytes of the one at ``position``, else None (the
@@ -119,8 +115,15 @@ class HiddenStateCapture:
         states: OrderedDict[str, deque[tuple[int, Any]]] | None = getattr(self.model_runner, "_r2ec_states", None)
         if states is None:
             return None
-        key = request_id if request_id in states else next((k for k in states if k.startswith(request_id + "-")), None)
+        key = _engine_key(states, request_id)
         if key is None:
             return None
         row = next((r for at, r in states.pop(key) if at == position), None)
         return None if row is None else bytes(row.float().cpu().numpy().tobytes())
+
+
+def _engine_key(kept: OrderedDict[str, Any], request_id: str) -> str | None:
+    """The key ``request_id`` has in ``kept``: itself, or with the ``-<random>`` vLLM appends to request ids."""
+    if request_id in kept:
+        return request_id
+    return next((k for k in kept if k.startswith(request_id + "-")), None)
