@@ -258,8 +258,12 @@ def _vllm(v: dict[str, Any]) -> list[str]:
     ]
     for dtype, d in v["dtypes"].items():
         cores = d.get("vllm_worker_cores")
+        ours = ((d.get("served_by") or {}).get("cpu_binding") or {}).get("cores")
         lines += _table(
-            f"dtype {dtype}" + (f"; vLLM's CPU worker bound to cores {cores}" if cores else "") + ".",
+            f"dtype {dtype}"
+            + (f"; vLLM's CPU worker bound to cores {cores}" if cores else "")
+            + (f"; our engine core's threads bound to cores {ours}" if ours else "")
+            + ".",
             [
                 "clients",
                 "recommend req/s",

@@ -156,8 +156,8 @@ def omp_binding(log: str) -> str | None:
 
 
 def engine_in_process() -> bool:
-    """Where `r2ec serve` runs vLLM's engine core here: its own settings read from the environment it inherits
-    from the bench (R2EC_VLLM_IN_PROCESS, else the default)."""
+    """Where `r2ec serve` runs the model here (vLLM's engine-core process, or a worker of its own): its own
+    settings read from the environment it inherits from the bench (R2EC_VLLM_IN_PROCESS, else the default)."""
     from service.settings import Settings
 
     return Settings().vllm_in_process
@@ -172,8 +172,8 @@ def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         "requests_per_level": cfg.vllm_requests,
         "seconds_limit_per_level": cfg.vllm_seconds,
         "settings": e,
-        "recommend_server": "r2ec serve --backend vllm (engine core "
-        + ("in the server process)" if engine_in_process() else "in a process of its own)"),
+        "recommend_server": "r2ec serve --backend vllm (model "
+        + ("in vLLM's engine-core process)" if engine_in_process() else "in a worker process of its own)"),
         "vllm_server": {
             "command": "python -m vllm.entrypoints.openai.api_server --model "
             + public_path(bundle.model_dir)
@@ -200,6 +200,8 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
     try:
         reported = httpx.get(ours.url + "/info", timeout=30).json()
         info = {k: reported.get(k) for k in ("backend", "dtype", "capture")}
+        # The cores the engine's forward was bound to (None: not bound by us, e.g. out of process or on a GPU).
+        info["cpu_binding"] = httpx.get(ours.url + "/ready", timeout=30).json()["engine"].get("cpu_binding")
         for name, srv, body in (("recommend", ours, warm[0]), ("vllm", theirs, warm[1])):
             load(srv.url, body, 1, 1, cfg.vllm_seconds, path=paths[name])  # first-request costs, not measured
         for j, c in enumerate(cfg.concurrency):

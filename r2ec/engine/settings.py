@@ -29,9 +29,10 @@ class EngineFields(BaseModel):
     vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
     vllm_in_process: bool = Field(
         True,
-        description="vLLM's engine core in the server's own process; false: in a process of its own, as vLLM's "
-        "OpenAI server runs it (scheduling then never waits on the event loop, HTTP or ranking, at the cost of a "
-        "process hop per step's outputs).",
+        description="The model runs in vLLM's engine-core process (one executor; on the CPU its OpenMP threads "
+        "bound as vLLM binds a worker: VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU); false: in a "
+        "worker process of its own, as vLLM's OpenAI server runs it on the CPU (a process hop per step). The "
+        "engine core is a process of its own either way.",
     )
     vllm_block_size: int = Field(
         0,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +86,7 @@ class VLLMEngine(Engine):
         self.llm: Any = None
         self.pooler: Any = None
         self.capture_mode = ""
+        self.cpu_binding: dict[str, list[int] | None] = {}  # the engine core's OpenMP cores, where we bound them
         self._inflight = 0
         self._closed = False
         # vLLM's own prefix-cache counters per phase (RequestOutput.num_cached_tokens, from the scheduler's
@@ -133,15 +135,43 @@ class VLLMEngine(Engine):
             # The hook's one path is Model Runner V1 (vllm_hook); CUDA would otherwise pick V2 for dense models.
             os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(self.kv_cache_gib))))
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        self.llm = AsyncLLM.from_engine_args(self._engine_args(pooling=False))
+        self.llm = self._async_llm(pooling=False)
         if self.capture == "hook":
             modes = await self.llm.collective_rpc("r2ec_install", args=(CAPTURE_PREFIX, GENERATION_PREFIX))
             self.capture_mode = str(modes[0])
         else:
-            self.pooler = AsyncLLM.from_engine_args(self._engine_args(pooling=True))
+            self.pooler = self._async_llm(pooling=True)
             self.capture_mode = "pooling-engine:LAST"
+
+    def _async_llm(self, pooling: bool) -> Any:
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        config = self._engine_args(pooling).create_engine_config(UsageContext.ENGINE_CONTEXT)
+        with self._cpu_binding(config):
+            return AsyncLLM.from_vllm_config(config)
+
+    @contextmanager
+    def _cpu_binding(self, config: Any) -> Iterator[None]:
+        """On the CPU, with the model in the engine-core process (``in_process``), bind that process's OpenMP
+        threads as vLLM binds its own CPU worker process (``VLLM_CPU_OMP_THREADS_BIND``, default ``auto``: all
+        cores but ``VLLM_CPU_NUM_OF_RESERVED_CPU``, default one, kept for the frontend). Unbound, the forward's
+        threads spread over every core and stall on each other whenever the server's event loop, HTTP or ranking
+        takes one of them. vLLM's spawned engine-core process reads the variables when it starts; this process
+        has its OpenMP runtime set up already and keeps its own settings. Out of process, vLLM's executor binds
+        its worker itself."""
+        from vllm.platforms import current_platform
+
+        if not (self.in_process and current_platform.is_cpu()):
+            yield
+            return
+        from vllm.utils.ompmultiprocessing import OMPProcessManager
+
+        manager = OMPProcessManager(config)
+        self.cpu_binding = {"cores": list(manager.cpu_lists[0]) if manager.cpu_lists else None}
+        self.cpu_binding["reserved"] = list(manager.reserved_cpu_list)
+        with manager.configure_omp_envs(rank=0, local_rank=0):
+            yield
 
     async def close(self) -> None:
         self._closed = True
@@ -161,6 +191,7 @@ class VLLMEngine(Engine):
         return {
             "inflight": self._inflight,
             "capture": self.capture_mode,
+            "cpu_binding": dict(self.cpu_binding),
             "prefill": prefill,
             "final_states": dict(self._states),
         }

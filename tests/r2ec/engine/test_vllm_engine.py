@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import vllm  # noqa: F401  (a hard requirement: the parity guard must never silently disappear)
@@ -96,8 +98,9 @@ async def test_reasoning_free_mode_matches(vllm_engine, tiny_bundle, users):
 
 
 async def test_an_engine_core_in_its_own_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
-    """``--no-vllm-in-process``: scheduling and the worker run in vLLM's engine-core process, the hook's rows cross
-    the process boundary as bytes; reasoning, vectors and top-10 are those of the in-process engine."""
+    """``--no-vllm-in-process``: the model runs in a worker process of its own beside vLLM's engine core, and the
+    hook's rows cross one more process boundary as bytes; reasoning, vectors and top-10 are those of the in-process
+    engine."""
     import psutil
 
     from r2ec.engine.vllm import VLLMEngine
@@ -121,6 +124,24 @@ async def test_an_engine_core_in_its_own_process_captures_the_same_vectors(vllm_
         assert float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
     _, alive = psutil.wait_procs(spawned, timeout=30)
     assert not alive, f"engine processes left running: {alive}"
+
+
+def test_the_engine_core_runs_on_the_cores_vllm_would_bind_a_cpu_worker_to(vllm_engine):
+    """In process, the model runs in vLLM's engine-core process; on the CPU its threads are bound as vLLM binds its
+    own worker (all cores but one kept for the frontend), and the server process and its environment are left
+    as they were."""
+    import psutil
+
+    binding = vllm_engine.stats()["cpu_binding"]
+    allowed = os.sched_getaffinity(0)
+    assert binding["cores"] and set(binding["cores"]) <= allowed
+    assert not set(binding["cores"]) & set(binding["reserved"])
+    if len(allowed) > 1:
+        assert binding["reserved"], "no core kept for the server's event loop"
+    cores = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["VLLM::EngineCore"]]
+    assert cores, "no engine-core process"
+    assert all(os.sched_getaffinity(p.pid) == set(binding["cores"]) for p in cores)
+    assert not {"OMP_PLACES", "OMP_PROC_BIND"} & set(os.environ)  # this process's environment is restored
 
 
 def test_block_size_is_32_on_the_cpu_unless_set():
