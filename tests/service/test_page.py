@@ -65,7 +65,7 @@ def test_build_a_history_and_watch_the_recommendations_arrive(browser, tiny_bund
 
     bundle = Path(PAGE_BUNDLE).expanduser() if PAGE_BUNDLE else tiny_bundle
     # The screenshots show what `make serve` serves (the default backend and dtype); the test alone, the reference.
-    served = {"backend": "auto", "dtype": None, "threads": None} if PAGE_BUNDLE else {"default_reasoning_tokens": 24}
+    served = {"backend": "auto", "dtype": None} if PAGE_BUNDLE else {"default_reasoning_tokens": 24}
     srv = make_server(bundle, **served).start()
     try:
         assert httpx.get(srv.url + "/").headers["content-type"].startswith("text/html")
