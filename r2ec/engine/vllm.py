@@ -168,8 +168,10 @@ class VLLMEngine(Engine):
         from vllm.utils.ompmultiprocessing import OMPProcessManager
 
         manager = OMPProcessManager(config)
-        self.cpu_binding = {"cores": list(manager.cpu_lists[0]) if manager.cpu_lists else None}
-        self.cpu_binding["reserved"] = list(manager.reserved_cpu_list)
+        self.cpu_binding = {
+            "cores": list(manager.cpu_lists[0]) if manager.cpu_lists else None,
+            "reserved": list(manager.reserved_cpu_list),
+        }
         with manager.configure_omp_envs(rank=0, local_rank=0):
             yield
 
