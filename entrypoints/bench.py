@@ -11,7 +11,7 @@ import typer
 
 from entrypoints.common import ThreadsOption, app, fail, need_bundle, need_dataset, setup_logging, threads_for
 
-SCENARIOS = ("capture", "overhead", "scaling", "hot", "catalog", "vllm")  # loadtests.bench_harness.SCENARIOS
+SCENARIOS = ("capture", "budget", "overhead", "scaling", "hot", "catalog", "vllm")  # loadtests.bench_harness.SCENARIOS
 
 
 def _ints(option: str, value: str) -> tuple[int, ...]:
@@ -36,6 +36,12 @@ def bench(
     served_prompts: Annotated[
         int, typer.Option(help="Of those, how many also run as served (to <answer> within the bundle's budget).")
     ] = 16,
+    budget_prompts: Annotated[
+        int, typer.Option(help="budget: prompts, each run with <answer> forced and with a capture pass.")
+    ] = 64,
+    budget_concurrency: Annotated[
+        int, typer.Option(help="budget: prompts run at a time in its second level (the first runs them alone).")
+    ] = 8,
     overhead_requests: Annotated[int, typer.Option(help="Requests per path in the overhead scenario.")] = 8,
     concurrency: Annotated[
         str, typer.Option(help="Client counts (comma list) of the scaling and vllm scenarios.")
@@ -150,6 +156,8 @@ def bench(
         tokens=tokens,
         prompts=prompts,
         served_prompts=served_prompts,
+        budget_prompts=budget_prompts,
+        budget_concurrency=budget_concurrency,
         overhead_requests=overhead_requests,
         concurrency=levels,
         scaling_requests=scaling_requests,
@@ -181,6 +189,7 @@ def bench(
         cfg.tokens, cfg.prompts, cfg.served_prompts, cfg.overhead_requests = 3, 2, 1, 2
         cfg.concurrency, cfg.scaling_requests, cfg.scaling_seconds = (1, 2), 4, 120
         cfg.vllm_requests, cfg.vllm_seconds = 4, 120
+        cfg.budget_prompts, cfg.budget_concurrency = 4, 2
         cfg.hot_requests, cfg.hot_rounds, cfg.hot_free_requests, cfg.hot_seconds = 400, 2, 4, 60
         cfg.catalog_sizes, cfg.hnsw_max = (2000,), 2000
     result = asyncio.run(run_bench(cfg))

@@ -4,6 +4,8 @@ Scenarios (each reports p50/p95/p99, requests/s where it applies, failures):
   1 capture   vLLM generation of N tokens alone vs generation + hidden-state capture (same prompts, fixed length,
               interleaved), the extra tokens the capture computed (vLLM's prefix-cache counters), and the authors'
               way (generation, then a second full transformers forward)
+  1b budget  reasoning cut by its budget, as served (vLLM): <answer> forced in the generation vs a capture pass after
+              it, alone and 8 at a time, each group of prompts both ways in alternating order
   2 overhead  HTTP /v1/recommend vs the same work through the engine API in-process, concurrency 1
   3 scaling   throughput at 1/4/8/16 concurrent clients, reasoning on: a closed loop of N requests per level (or a
               time limit), for the backend ``r2ec serve`` picks by default and for each one named
@@ -32,7 +34,13 @@ from loadtests.bench_catalog import scenario_catalog
 from loadtests.bench_harness import BenchConfig, machine
 from loadtests.bench_record import problems, public_path, save
 from loadtests.bench_report import render_markdown
-from loadtests.bench_scenarios import scenario_capture, scenario_hot, scenario_overhead, scenario_scaling
+from loadtests.bench_scenarios import (
+    scenario_budget,
+    scenario_capture,
+    scenario_hot,
+    scenario_overhead,
+    scenario_scaling,
+)
 from loadtests.bench_vllm import scenario_vllm
 from model_export.bundle import load_bundle
 
@@ -52,6 +60,7 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="r2ec-bench-"))
     steps = {
         "capture": lambda: scenario_capture(cfg, bundle),
+        "budget": lambda: scenario_budget(cfg, bundle),
         "overhead": lambda: scenario_overhead(cfg, bundle),
     }
     for name in cfg.scenarios:

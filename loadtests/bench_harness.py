@@ -23,7 +23,7 @@ from model_export.data.splits import temporal_split
 from r2ec.engine.selection import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("capture", "overhead", "scaling", "hot", "catalog", "vllm")
+SCENARIOS = ("capture", "budget", "overhead", "scaling", "hot", "catalog", "vllm")
 
 
 @dataclass
@@ -39,6 +39,8 @@ class BenchConfig:
     tokens: int = 64
     prompts: int = 32
     served_prompts: int = 16  # of those, run as served too (to <answer> within the bundle's budget)
+    budget_prompts: int = 64  # scenario budget: each run forced and with a capture pass ...
+    budget_concurrency: int = 8  # ... alone, and in groups of this many
     overhead_requests: int = 8
     concurrency: tuple[int, ...] = (1, 4, 8, 16)
     scaling_requests: int = 50  # per level: a closed loop stops after this many requests ...

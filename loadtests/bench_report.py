@@ -79,6 +79,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         ]
         lines += _capture_tokens(c)
         lines += _served_capture(c.get("served"))
+    if "budget" in s:
+        lines += _budget(s["budget"])
     if "overhead" in s:
         o = s["overhead"]
         dtype = f" ({o['dtype']} on both sides)" if o.get("dtype") else ""
@@ -114,6 +116,35 @@ def render_markdown(result: dict[str, Any]) -> str:
     if "vllm" in s:
         lines += _vllm(s["vllm"])
     return "\n".join(lines) + "\n"
+
+
+def _budget(b: dict[str, Any]) -> list[str]:
+    lines = ["## 1b. Reasoning cut by its budget: `<answer>` forced, or a capture pass", ""]
+    lines += _table(
+        f"vLLM ({b['dtype']}), {b['prompts']} real histories, reasoning cut at {b['tokens']} tokens, as served (the "
+        "bundle's stops and conclusion; vector, ranking not included). Each group ran both ways, alternating which "
+        "went first, from an emptied prefix cache with its prompts warmed; times are of the whole group. "
+        "`vllm_answer_at_budget` auto forces where other generations are in flight.",
+        [
+            "at a time",
+            "groups",
+            "forced p50",
+            "capture pass p50",
+            "forced / capture pass (median of pairs)",
+            "vectors from the generation (forced / pass)",
+            "ended by",
+        ],
+    )
+    for c, row in b["levels"].items():
+        src = row["vector_sources"]
+        ended = ", ".join(f"{k} {v}" for k, v in row["ended_by"].items())
+        lines.append(
+            f"| {c} | {row['groups']} | {row['forced'].get('p50_ms', 0):.0f} | "
+            f"{row['capture_pass'].get('p50_ms', 0):.0f} | **{row['ratio_forced_vs_capture_pass_paired']:.3f}** | "
+            f"{src['on']['generation']} of {src['on']['generation'] + src['on']['capture']} / "
+            f"{src['off']['generation']} of {src['off']['generation'] + src['off']['capture']} | {ended} |"
+        )
+    return [*lines, ""]
 
 
 def _served_capture(v: dict[str, Any] | None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import time
@@ -341,3 +342,75 @@ def scenario_hot(cfg: BenchConfig, work: Path) -> dict[str, Any]:
         "target_p99_ratio": 1.5,
         "reasoning_free": loop_summary(free),
     }
+
+
+# -- scenario 1b ------------------------------------------------------------------------------------------------
+
+
+async def scenario_budget(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
+    """Reasoning cut by its budget, as served: ``<answer>`` forced in the generation (its own last step is the
+    vector) against a capture pass after it, alone and ``budget_concurrency`` at a time. Each group of prompts
+    runs both ways, in alternating order, each time from an emptied prefix cache with the group's prompts warmed
+    (a capture pass would otherwise find the forced run's blocks); one engine, its mode switched between runs."""
+    from r2ec.engine.base import final
+
+    dtype = candidates("vllm", None, bundle.generation.dtype)[0].dtype
+    engine = build_engine(
+        bundle.model_dir,
+        bundle.tokenizer,
+        EngineSettings(backend="vllm", dtype=dtype, max_model_len=4096, max_batch=16, vllm_answer_at_budget="on"),
+        bundle.templates.answer,
+        bundle.generation.extra_stops,
+    )
+    await engine.start()
+    rec = bundle.recommender(engine)
+    options = GenerationOptions(max_tokens=cfg.tokens)
+    levels: dict[str, Any] = {}
+    try:
+        messages = [service_message(rec, s) for s in histories(cfg.data, cfg.budget_prompts)]
+
+        async def run(group: list[str], mode: str, tag: str) -> tuple[float, dict[str, int], list[str]]:
+            await engine.llm.reset_prefix_cache()  # type: ignore[attr-defined]
+            for i, m in enumerate(group):
+                await engine.generate(
+                    rec.renderer.generation_prompt_ids(m), GenerationOptions(1, fixed_length=True), f"w{i}"
+                )
+            engine.answer_at_budget = mode  # type: ignore[attr-defined]
+            before = rec.vector_sources()
+            t = time.perf_counter()
+            done = await asyncio.gather(
+                *(
+                    final(rec.stream_user_vector(m, options, f"{tag}-{i}"), "no user vector")
+                    for i, m in enumerate(group)
+                )
+            )
+            elapsed = time.perf_counter() - t
+            after = rec.vector_sources()
+            reasons = [uv.generation.finish_reason if uv.generation else "none" for uv in done]
+            return elapsed, {k: after[k] - before[k] for k in after}, reasons
+
+        for c in (1, cfg.budget_concurrency):
+            groups = [messages[i : i + c] for i in range(0, len(messages) - c + 1, c)]
+            times: dict[str, list[float]] = {"on": [], "off": []}
+            sources = {mode: {"generation": 0, "capture": 0} for mode in times}
+            ended: list[str] = []
+            for g, group in enumerate(groups):
+                for mode in ("on", "off") if g % 2 == 0 else ("off", "on"):
+                    elapsed, moved, reasons = await run(group, mode, f"b{c}-{g}-{mode}")
+                    times[mode].append(elapsed)
+                    for k, v in moved.items():
+                        sources[mode][k] += v
+                    ended += reasons
+                cfg.progress(f"  budget: {c} at a time, group {g + 1}/{len(groups)}")
+            paired = [a / b for a, b in zip(times["on"], times["off"], strict=True)]
+            levels[str(c)] = {
+                "groups": len(groups),
+                "forced": dist(times["on"]),
+                "capture_pass": dist(times["off"]),
+                "ratio_forced_vs_capture_pass_paired": statistics.median(paired),
+                "vector_sources": sources,
+                "ended_by": {r: ended.count(r) for r in sorted(set(ended))},
+            }
+    finally:
+        await engine.close()
+    return {"dtype": dtype, "tokens": cfg.tokens, "prompts": len(messages), "levels": levels}

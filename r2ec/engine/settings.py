@@ -34,6 +34,13 @@ class EngineFields(BaseModel):
         "worker process of its own, as vLLM's OpenAI server runs it on the CPU (a process hop per step). The "
         "engine core is a process of its own either way.",
     )
+    vllm_answer_at_budget: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="A generation cut by its reasoning budget goes on with <answer> forced (a logits processor), so "
+        "that its own last step is the user vector, instead of a capture pass after it. auto: where other "
+        "generations are in flight (each forced token is then a row in a step the batch runs anyway; alone, a "
+        "step per token costs more than one capture pass); on: always; off: never (hook capture only).",
+    )
     vllm_block_size: int = Field(
         0,
         ge=0,

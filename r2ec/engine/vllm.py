@@ -5,9 +5,10 @@ sequence (prompt + reasoning + ``<answer>``) with ``max_tokens=1``. Prefix cachi
 (a), so (b) recomputes fewer than ``block_size + |suffix|`` tokens, and the hook captures the post-norm hidden
 state at the last position. Where (a) itself ends at ``<answer>`` and its ids re-tokenise to themselves, (b) is
 not needed: the step vLLM runs after the stop was generated computed that very state, and the hook kept it
-(``vllm_hook``); (b) runs only where that step did not run. ``capture="pooling"`` is the documented fallback: a
-second engine in pooling mode (public API, LAST pooling) at the price of a second copy of the weights and a full
-prefill.
+(``vllm_hook``). A generation that reaches its budget first is made to end that way too: ``<answer>``'s ids are
+forced after the budget (``vllm_budget``), and it reports ``length``. (b) runs only where that step did not run.
+``capture="pooling"`` is the documented fallback: a second engine in pooling mode (public API, LAST pooling) at
+the price of a second copy of the weights and a full prefill.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class VLLMEngine(Engine):
         self.max_num_seqs = max(s.max_batch, 1)  # the running sequences vLLM schedules together
         self.gpu_memory_utilization, self.kv_cache_gib = s.vllm_gpu_memory_utilization, s.vllm_kv_cache_gib
         self.block_size_setting = s.vllm_block_size
+        # Only the hook keeps a generation's own last state, so forcing <answer> pays off with it alone.
+        self.answer_at_budget = s.vllm_answer_at_budget if self.capture == "hook" else "off"
+        self._answer_ids: list[int] = list(tokenizer.encode(answer, add_special_tokens=False))
         self.answer = answer
         self.extra_stops = tuple(extra_stops)
         self.llm: Any = None
@@ -94,6 +98,7 @@ class VLLMEngine(Engine):
         self._prefill = {phase: {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0} for phase in PHASES}
         # Generations that ended at <answer>: whose final state the hook had kept (no capture pass), and not.
         self._states = {"kept": 0, "missed": 0}
+        self._answer_forced = 0  # generations cut by their budget that wrote <answer> (vllm_answer_at_budget)
         self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
 
     def _engine_args(self, pooling: bool) -> Any:
@@ -126,6 +131,10 @@ class VLLMEngine(Engine):
             )
         else:
             kwargs["worker_extension_cls"] = "r2ec.engine.vllm_hook.HiddenStateCapture"
+            if self.answer_at_budget != "off":
+                from r2ec.engine.vllm_budget import FQCN
+
+                kwargs["logits_processors"] = [FQCN]
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
@@ -196,6 +205,7 @@ class VLLMEngine(Engine):
             "cpu_binding": dict(self.cpu_binding),
             "prefill": prefill,
             "final_states": dict(self._states),
+            "answer_forced": self._answer_forced,
         }
 
     def _count_prefill(self, phase: str, out: Any, prompt_ids: Sequence[int]) -> None:
@@ -210,11 +220,27 @@ class VLLMEngine(Engine):
         if self._inflight >= self.max_queue:
             raise EngineOverloaded(f"{self._inflight} requests in flight (limit {self.max_queue})")
 
-    def _sampling_params(self, options: GenerationOptions) -> Any:
+    def _forces_answer(self, options: GenerationOptions) -> bool:
+        """Whether a generation starting now (counted in flight) writes ``<answer>`` at its budget: measured
+        (docs/benchmarks.md), alone it pays a step per forced token, more than one capture pass; beside others
+        each is a row in a step that runs anyway."""
+        if self.answer_at_budget == "off" or options.fixed_length or not self._answer_ids:
+            return False
+        return self.answer_at_budget == "on" or self._inflight > 1
+
+    def _sampling_params(self, options: GenerationOptions, force: bool = False) -> Any:
         from vllm import SamplingParams
 
+        max_tokens, extra_args = options.max_tokens, None
+        if force:
+            from r2ec.engine.vllm_budget import force_args
+
+            # The forced ids, then one step more: the forward of the last of them is the user vector.
+            max_tokens += len(self._answer_ids) + 1
+            extra_args = force_args(options.max_tokens, self._answer_ids)
         return SamplingParams(
-            max_tokens=options.max_tokens,
+            max_tokens=max_tokens,
+            extra_args=extra_args,
             temperature=max(options.temperature, 0.0),
             top_k=options.top_k if options.top_k > 0 else 0,
             top_p=options.top_p,
@@ -232,6 +258,8 @@ class VLLMEngine(Engine):
 
         self._admit()
         self._inflight += 1
+        released = False
+        force = self._forces_answer(options)
         loop = asyncio.get_running_loop()
         started = loop.time()
         stream = ReasoningStream(self.answer, self.extra_stops)
@@ -241,7 +269,7 @@ class VLLMEngine(Engine):
             final: Any = None
             async for out in self.llm.generate(
                 TokensPrompt(prompt_token_ids=list(prompt_ids)),
-                self._sampling_params(options),
+                self._sampling_params(options, force),
                 request_id=engine_id,
             ):
                 completion = out.outputs[0]
@@ -260,7 +288,16 @@ class VLLMEngine(Engine):
             stopped = completion.finish_reason == "stop"
             stop_text = completion.stop_reason if stopped and isinstance(completion.stop_reason, str) else None
             ended = ended or end_reason(stop_text, self.answer)
-            if ended:
+            ids = list(completion.token_ids)
+            budget = options.max_tokens
+            forced = force and ids[budget : budget + len(self._answer_ids)] == self._answer_ids
+            if forced:
+                self._answer_forced += 1
+                # Cut by the budget, then <answer> written for it: the ids keep that suffix (the sequence whose last
+                # state is the vector), the reasoning and its token count do not.
+                ids = ids[: budget + len(self._answer_ids)]
+                reason = "length"
+            elif ended:
                 reason = ended
             elif stopped:
                 reason = "eos"
@@ -269,16 +306,21 @@ class VLLMEngine(Engine):
             if rest:
                 yield Delta(rest)
             total = loop.time() - started
-            ids = list(completion.token_ids)
             timings = StageTimes(queue_s=0.0, generation_s=total)
             state = None
-            if reason == "answer":
+            if reason == "answer" or forced:
                 fetched = loop.time()
                 state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1)
                 timings.capture_s = loop.time() - fetched  # part of the capture: the recommender adds its own
-            yield Generation(reasoning, len(ids), reason, timings, token_ids=ids, final_state=state)
-        finally:
+            tokens = budget if forced else len(ids)
+            # Out of flight before the result is handed over: a caller that stops iterating at it (``final``)
+            # closes this generator only when it is collected, and the count decides forcing for the next one.
             self._inflight -= 1
+            released = True
+            yield Generation(reasoning, tokens, reason, timings, token_ids=ids, final_state=state)
+        finally:
+            if not released:
+                self._inflight -= 1
 
     async def _final_state(self, engine_id: str, position: int) -> np.ndarray | None:
         """The post-norm state at ``position`` (the last generated token) of generation ``engine_id``, where the

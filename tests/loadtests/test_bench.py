@@ -36,7 +36,7 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert result["problems"] == []
     assert str(tiny_bundle) not in out.read_text()  # no machine paths in the record
     s = result["scenarios"]
-    assert list(s) == ["capture", "overhead", "scaling", "hot", "catalog", "vllm"]  # every scenario, by default
+    assert list(s) == ["capture", "budget", "overhead", "scaling", "hot", "catalog", "vllm"]  # all, by default
     capture = s["capture"]
     assert capture["generation_only"]["n"] == 2 and capture["ratio_capture_vs_generation"] > 0
     tokens = capture["capture_tokens"]  # transformers here: the capture is a full forward of the sequence
@@ -45,6 +45,13 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     served = capture["served"]  # run as served: every vector came from one of the two sources, and is counted
     assert served["prompts"] == 1 == served["vector_from_generation"] + served["vector_from_capture_pass"]
     assert sum(served["ended_by"].values()) == 1 and served["generation"]["n"] == 1
+    budget = s["budget"]["levels"]  # 4 prompts alone, then 2 at a time: each group both ways
+    for level, groups in (("1", 4), ("2", 2)):
+        row = budget[level]
+        assert row["groups"] == groups and row["forced"]["n"] == row["capture_pass"]["n"] == groups
+        assert row["ratio_forced_vs_capture_pass_paired"] > 0 and sum(row["ended_by"].values()) == 8
+        forced, passed = row["vector_sources"]["on"], row["vector_sources"]["off"]
+        assert forced["generation"] + forced["capture"] == 4 and passed == {"generation": 0, "capture": 4}
     assert s["overhead"]["http"]["n"] == 2 and s["overhead"]["ratio_http_vs_in_process"] > 0
     levels = s["scaling"]["backends"]["transformers"]["levels"]
     for level in ("1", "2"):  # a bounded closed loop: exactly the requests asked for
@@ -75,6 +82,7 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert vllm[picked]["levels"]["1"]["agreement"]["same_tokens"] == 1.0
     assert result["machine"]["cores"] >= 1
     text = docs.read_text()
+    assert "## 1b. Reasoning cut by its budget" in text
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text
     assert "As served (1 of the prompts" in text and "| a capture pass |" in text
     assert "## 4. Cache-hit path against its floor" in text and "## 6. r2ec serve against vLLM's own server" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import numpy as np
@@ -293,3 +294,45 @@ def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
     for position in range(1, 6):
         step("r2ec-gen-c-9abcabcd-0", position)
     assert worker.r2ec_fetch_state("r2ec-gen-c-9abcabcd", 1) is None  # only the last three steps are kept
+
+
+async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture_pass(vllm_engine, tiny_bundle, users):
+    """At its budget a generation goes on with <answer>'s ids forced; the step after them is the user vector, the
+    hook keeps it, and it equals the capture pass of the same ids. The reasoning is the unforced generation's,
+    and the finish reason and token count say the budget ended it. ``auto`` forces only beside other
+    generations; ``off`` never."""
+    from r2ec.engine.vllm import VLLMEngine
+
+    b = load_bundle(tiny_bundle)
+    rec = b.recommender(vllm_engine)
+    answer = b.tokenizer(b.templates.answer, add_special_tokens=False)["input_ids"]
+    prompt = rec.renderer.generation_prompt_ids(rec.prompt_for(users[1].history, users[1].now))
+    plain = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=12, fixed_length=True), "plain")
+    before = vllm_engine.stats()
+    alone = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), "alone")  # auto, nothing beside it
+    assert alone.token_ids == plain.token_ids and alone.final_state is None and alone.finish_reason == "length"
+    together = await asyncio.gather(
+        *(vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), f"budget{i}") for i in range(3))
+    )
+    forced = [g for g in together if len(g.token_ids) > 12]
+    assert len(forced) >= 2  # the first may have started alone; those after it see it in flight
+    for i, gen in enumerate(forced):
+        assert gen.finish_reason == "length" and gen.num_tokens == 12
+        assert gen.token_ids == [*plain.token_ids, *answer] and gen.text == plain.text
+        assert gen.final_state is not None
+        want = (await vllm_engine.encode([prompt + gen.token_ids], f"budget-c{i}"))[0]
+        assert float(gen.final_state / np.linalg.norm(gen.final_state) @ want) >= 0.9999
+    after = vllm_engine.stats()
+    assert after["answer_forced"] - before["answer_forced"] == len(forced)
+    assert after["final_states"]["kept"] - before["final_states"]["kept"] == len(forced)
+    for mode, writes in (("on", True), ("off", False)):
+        settings = EngineSettings(backend="vllm", max_model_len=2048, vllm_answer_at_budget=mode)
+        eng = VLLMEngine(b.model_dir, b.tokenizer, settings)
+        await eng.start()
+        try:
+            gen = await eng.generate(prompt, GenerationOptions(max_tokens=12), mode)
+        finally:
+            await eng.close()
+        assert gen.finish_reason == "length" and gen.text == plain.text
+        assert gen.token_ids == ([*plain.token_ids, *answer] if writes else plain.token_ids)
+        assert (gen.final_state is not None) is writes
