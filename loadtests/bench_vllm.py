@@ -225,7 +225,16 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
                 f"  vllm ({dtype}): {c} clients -> recommend {r['rps']:.3f} req/s, vLLM {v['rps']:.3f} req/s "
                 f"(ratio {row['rps_ratio'] or 0:.3f})"
             )
+        # How the budget-cut generations got their vectors (vllm_answer_at_budget): forced <answer>, or a pass.
+        engine = httpx.get(ours.url + "/ready", timeout=30).json()["engine"]
+        vectors = {k: engine.get(k) for k in ("answer_forced", "final_states", "prefill")}
     finally:
         ours.stop()
         theirs.stop()
-    return {"dtype": dtype, "served_by": info, "vllm_worker_cores": omp_binding(theirs.log()), "levels": levels}
+    return {
+        "dtype": dtype,
+        "served_by": info,
+        "vllm_worker_cores": omp_binding(theirs.log()),
+        "levels": levels,
+        "engine_counters": vectors,
+    }

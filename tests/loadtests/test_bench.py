@@ -78,6 +78,8 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
         for side in ("recommend", "vllm"):
             assert row[side]["requests"] == 4 and row[side]["failures"] == 0
         assert row["rps_ratio"] > 0 and row["p50_ratio"] > 0
+    counters = vllm[picked]["engine_counters"]  # every generation of ours, all levels and the warm-up (4 + 4 + 1)
+    assert counters["prefill"]["generation"]["requests"] >= 9 and counters["answer_forced"] >= 0
     # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.
     assert vllm[picked]["levels"]["1"]["agreement"]["same_tokens"] == 1.0
     assert result["machine"]["cores"] >= 1
