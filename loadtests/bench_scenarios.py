@@ -351,7 +351,8 @@ async def scenario_budget(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     """Reasoning cut by its budget, as served: ``<answer>`` forced in the generation (its own last step is the
     vector) against a capture pass after it, alone and ``budget_concurrency`` at a time. Each group of prompts
     runs both ways, in alternating order, each time from an emptied prefix cache with the group's prompts warmed
-    (a capture pass would otherwise find the forced run's blocks); one engine, its mode switched between runs."""
+    (a capture pass would otherwise find the forced run's blocks); one engine, started with the
+    processor installed, its mode switched between runs (the pass runs beside an idle processor)."""
     from r2ec.engine.base import final
 
     dtype = candidates("vllm", None, bundle.generation.dtype)[0].dtype
@@ -370,7 +371,8 @@ async def scenario_budget(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
         messages = [service_message(rec, s) for s in histories(cfg.data, cfg.budget_prompts)]
 
         async def run(group: list[str], mode: str, tag: str) -> tuple[float, dict[str, int], list[str]]:
-            await engine.llm.reset_prefix_cache()  # type: ignore[attr-defined]
+            if not await engine.llm.reset_prefix_cache():  # type: ignore[attr-defined]
+                raise RuntimeError("vLLM did not empty its prefix cache: the two runs would not be comparable")
             for i, m in enumerate(group):
                 await engine.generate(
                     rec.renderer.generation_prompt_ids(m), GenerationOptions(1, fixed_length=True), f"w{i}"
@@ -391,6 +393,8 @@ async def scenario_budget(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
 
         for c in (1, cfg.budget_concurrency):
             groups = [messages[i : i + c] for i in range(0, len(messages) - c + 1, c)]
+            if not groups:
+                continue  # fewer prompts than one group
             times: dict[str, list[float]] = {"on": [], "off": []}
             sources = {mode: {"generation": 0, "capture": 0} for mode in times}
             ended: list[str] = []

@@ -39,7 +39,8 @@ class EngineFields(BaseModel):
         description="A generation cut by its reasoning budget goes on with <answer> forced (a logits processor), so "
         "that its own last step is the user vector, instead of a capture pass after it. auto: where other "
         "generations are in flight (each forced token is then a row in a step the batch runs anyway; alone, a "
-        "step per token costs more than one capture pass); on: always; off: never (hook capture only).",
+        "step per token costs more than one capture pass), on the CPU only (on a GPU, vLLM's async scheduling "
+        "syncs each step for a custom logits processor; not measured here); on: always, anywhere; off: never.",
     )
     vllm_block_size: int = Field(
         0,

@@ -99,6 +99,7 @@ class VLLMEngine(Engine):
         # Generations that ended at <answer>: whose final state the hook had kept (no capture pass), and not.
         self._states = {"kept": 0, "missed": 0}
         self._answer_forced = 0  # generations cut by their budget that wrote <answer> (vllm_answer_at_budget)
+        self._forcing = False  # the logits processor is installed in the engine (decided at start)
         self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
 
     def _engine_args(self, pooling: bool) -> Any:
@@ -131,10 +132,11 @@ class VLLMEngine(Engine):
             )
         else:
             kwargs["worker_extension_cls"] = "r2ec.engine.vllm_hook.HiddenStateCapture"
-            if self.answer_at_budget != "off":
+            if self._installs_forcing():
                 from r2ec.engine.vllm_budget import FQCN
 
                 kwargs["logits_processors"] = [FQCN]
+                self._forcing = True
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
@@ -220,12 +222,23 @@ class VLLMEngine(Engine):
         if self._inflight >= self.max_queue:
             raise EngineOverloaded(f"{self._inflight} requests in flight (limit {self.max_queue})")
 
-    def _forces_answer(self, options: GenerationOptions) -> bool:
+    def _installs_forcing(self) -> bool:
+        """``auto`` installs the processor on the CPU only: with any custom logits processor, vLLM hands every
+        request's output ids to it each step, which under async scheduling (a GPU's default; the CPU platform turns
+        it off) waits for the previous step's copy to the host. Not measured on a GPU here, so not a default there;
+        ``on`` installs it anywhere."""
+        from vllm.platforms import current_platform
+
+        return self.answer_at_budget == "on" or (self.answer_at_budget == "auto" and current_platform.is_cpu())
+
+    def _forces_answer(self, options: GenerationOptions, prompt_len: int) -> bool:
         """Whether a generation starting now (counted in flight) writes ``<answer>`` at its budget: measured
         (docs/benchmarks.md), alone it pays a step per forced token, more than one capture pass; beside others
         each is a row in a step that runs anyway."""
-        if self.answer_at_budget == "off" or options.fixed_length or not self._answer_ids:
+        if not self._forcing or self.answer_at_budget == "off" or options.fixed_length or not self._answer_ids:
             return False
+        if prompt_len + options.max_tokens + len(self._answer_ids) + 1 > self.max_model_len:
+            return False  # vLLM would stop it at the context's end, part-way through the forced ids
         return self.answer_at_budget == "on" or self._inflight > 1
 
     def _sampling_params(self, options: GenerationOptions, force: bool = False) -> Any:
@@ -259,7 +272,7 @@ class VLLMEngine(Engine):
         self._admit()
         self._inflight += 1
         released = False
-        force = self._forces_answer(options)
+        force = self._forces_answer(options, len(prompt_ids))
         loop = asyncio.get_running_loop()
         started = loop.time()
         stream = ReasoningStream(self.answer, self.extra_stops)
@@ -290,7 +303,7 @@ class VLLMEngine(Engine):
             ended = ended or end_reason(stop_text, self.answer)
             ids = list(completion.token_ids)
             budget = options.max_tokens
-            forced = force and ids[budget : budget + len(self._answer_ids)] == self._answer_ids
+            forced = force and ended == "answer" and ids[budget : budget + len(self._answer_ids)] == self._answer_ids
             if forced:
                 self._answer_forced += 1
                 # Cut by the budget, then <answer> written for it: the ids keep that suffix (the sequence whose last

@@ -324,6 +324,13 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
         assert float(gen.final_state / np.linalg.norm(gen.final_state) @ want) >= 0.9999
     after = vllm_engine.stats()
     assert after["answer_forced"] - before["answer_forced"] == len(forced)
+    vllm_engine.answer_at_budget = "on"
+    try:  # forced ids that would run past the context are not asked for: vLLM would cut them part-way
+        limit = vllm_engine.max_model_len - 12 - len(answer) - 1
+        assert vllm_engine._forces_answer(GenerationOptions(max_tokens=12), limit)
+        assert not vllm_engine._forces_answer(GenerationOptions(max_tokens=12), limit + 1)
+    finally:
+        vllm_engine.answer_at_budget = "auto"
     assert after["final_states"]["kept"] - before["final_states"]["kept"] == len(forced)
     for mode, writes in (("on", True), ("off", False)):
         settings = EngineSettings(backend="vllm", max_model_len=2048, vllm_answer_at_budget=mode)
