@@ -227,7 +227,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
             )
         # How the budget-cut generations got their vectors (vllm_answer_at_budget): forced <answer>, or a pass.
         engine = httpx.get(ours.url + "/ready", timeout=30).json()["engine"]
-        vectors = {k: engine.get(k) for k in ("answer_forced", "final_states", "prefill")}
+        counters = {k: engine.get(k) for k in ("answer_forced", "final_states", "prefill")}
     finally:
         ours.stop()
         theirs.stop()
@@ -236,5 +236,5 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
         "served_by": info,
         "vllm_worker_cores": omp_binding(theirs.log()),
         "levels": levels,
-        "engine_counters": vectors,
+        "engine_counters": counters,
     }

@@ -99,7 +99,7 @@ class VLLMEngine(Engine):
         # Generations that ended at <answer>: whose final state the hook had kept (no capture pass), and not.
         self._states = {"kept": 0, "missed": 0}
         self._answer_forced = 0  # generations cut by their budget that wrote <answer> (vllm_answer_at_budget)
-        self._forcing = False  # the logits processor is installed in the engine (decided at start)
+        self._forcing = self._installs_forcing()  # the engine is started with the logits processor
         self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
 
     def _engine_args(self, pooling: bool) -> Any:
@@ -132,11 +132,10 @@ class VLLMEngine(Engine):
             )
         else:
             kwargs["worker_extension_cls"] = "r2ec.engine.vllm_hook.HiddenStateCapture"
-            if self._installs_forcing():
+            if self._forcing:
                 from r2ec.engine.vllm_budget import FQCN
 
                 kwargs["logits_processors"] = [FQCN]
-                self._forcing = True
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:

@@ -32,6 +32,11 @@ def force_args(budget: int, ids: list[int]) -> dict[str, Any]:
     return {FORCE_KEY: {"after": int(budget), "ids": [int(i) for i in ids]}}
 
 
+def _spec(params: SamplingParams) -> dict[str, Any] | None:
+    spec = (params.extra_args or {}).get(FORCE_KEY)
+    return None if spec is None else dict(spec)
+
+
 class AnswerAtBudget(LogitsProcessor):
     """Per request that asks for it: once its output holds ``after`` tokens, the next ``len(ids)`` are ``ids``."""
 
@@ -40,7 +45,7 @@ class AnswerAtBudget(LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
-        spec = (sampling_params.extra_args or {}).get(FORCE_KEY)
+        spec = _spec(sampling_params)
         if spec is None:
             return
         after, ids = spec.get("after"), spec.get("ids")
@@ -52,7 +57,7 @@ class AnswerAtBudget(LogitsProcessor):
 
     @staticmethod
     def _entry(params: SamplingParams, _: list[int] | None, output: list[int]) -> Forced | None:
-        spec = (params.extra_args or {}).get(FORCE_KEY)
+        spec = _spec(params)
         if spec is None:
             return None
         return int(spec["after"]), list(spec["ids"]), output
