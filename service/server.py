@@ -16,7 +16,9 @@ to arrive (slow-header clients are closed), ``body_timeout_s`` for its body (408
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,24 @@ from service.state import ServiceState
 log = logs.get(__name__)
 SHUTDOWN_MARGIN_S = 3.0
 FORCED_EXIT_STATUS = 1
+EXIT_GRACE_S = 1.5  # past drain + margin: what a leftover thread may still take before the process is ended
+
+
+def bound_exit(seconds: float, status: Callable[[], int]) -> threading.Timer:
+    """End the process ``seconds`` from now if it is still alive: every thread's stack goes to stderr (the log)
+    first, then ``os._exit(status())``. A thread that a library left running (an engine's, a client's) must not
+    keep a drained server alive past its documented bound, nor hide why it would have. The timer is a daemon:
+    a process that exits in time never sees it fire."""
+
+    def fire() -> None:
+        log.error("shutdown overran its bound; dumping threads and exiting", extra={"after_s": seconds})
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(status())
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -81,10 +101,12 @@ class DrainingServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Future[None] | None = None
         self.forced = False
+        self.finished = False  # serve() returned: drained, lifespan shut down (the engine closed)
 
     async def serve(self, sockets: list[Any] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+        self.finished = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         state = self.r2ec_state
@@ -101,6 +123,10 @@ class DrainingServer(uvicorn.Server):
             return
         state.draining = True
         log.info("draining", extra={"signal": sig, "inflight": state.inflight})
+        bound_exit(
+            state.settings.drain_timeout_s + SHUTDOWN_MARGIN_S + EXIT_GRACE_S,
+            lambda: 0 if self.finished else FORCED_EXIT_STATUS,
+        )
         self._loop.call_soon_threadsafe(lambda: setattr(self, "_drain_task", asyncio.ensure_future(self._drain())))
 
     def _cancel_requests(self) -> None:

@@ -118,3 +118,30 @@ def test_slow_clients_cannot_hold_connections(tiny_bundle, tmp_path):
         assert reply.startswith("HTTP/1.1 408"), reply
         assert '"request_timeout"' in reply
         assert httpx.get(srv.url + "/ready").status_code == 200  # everyone else is still served
+
+
+def test_a_thread_left_running_cannot_keep_the_process_alive(tmp_path):
+    """``bound_exit``: a non-daemon thread that would hold the interpreter for a minute is cut at the bound, with
+    every thread's stack in stderr; a process that exits in time is not touched (status of its own)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, time\n"
+        "from service.server import bound_exit\n"
+        "threading.Thread(target=time.sleep, args=({hold},), name='left-running').start()\n"
+        "bound_exit(1.0, lambda: 0)\n"
+        "raise SystemExit({status})\n"
+    )
+    started = time.monotonic()
+    stuck = subprocess.run(
+        [sys.executable, "-c", script.format(hold=60, status=3)], capture_output=True, text=True, timeout=30
+    )
+    assert stuck.returncode == 0  # bound_exit's status, not the 3 the thread kept from being returned
+    assert time.monotonic() - started < 20
+    assert "overran its bound" in stuck.stderr
+    assert "in _shutdown" in stuck.stderr  # the main thread's stack: waiting on the thread at interpreter exit
+    clean = subprocess.run(
+        [sys.executable, "-c", script.format(hold=0, status=3)], capture_output=True, text=True, timeout=30
+    )
+    assert clean.returncode == 3 and "Thread 0x" not in clean.stderr
