@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -67,9 +68,19 @@ async def ready(request: Request) -> JSONResponse:
         "inflight": st.inflight,
     }
     if st.startup_error:
-        body["error"] = st.startup_error
+        body["error"] = public_text(st.startup_error)
     st.metrics.ready.set(1 if st.ready else 0)
     return JSONResponse(body, status_code=200 if st.ready else 503)
+
+
+# An absolute file path (not a URL's //host or /path: those follow ':' or a word character).
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,;()\[\]{}<>]+/)*([^\s'\"/:,;()\[\]{}<>]+)")
+
+
+def public_text(text: str) -> str:
+    """An error for the unauthenticated /ready and /info: absolute file paths cut to their last part (the file's
+    name says what failed; the layout of the machine is not the caller's business; the log has it whole)."""
+    return _ABS_PATH.sub(lambda m: m.group(1), text)
 
 
 def _public_model(model: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +92,13 @@ def _public_model(model: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _public_selection(selection: dict[str, Any]) -> dict[str, Any]:
+    attempts = [
+        {**a, "error": public_text(a["error"]) if a.get("error") else a.get("error")} for a in selection["attempts"]
+    ]
+    return {**selection, "attempts": attempts}
+
+
 @router.get("/info")
 async def info(request: Request) -> dict[str, Any]:
     st = get_state(request)
@@ -90,7 +108,7 @@ async def info(request: Request) -> dict[str, Any]:
         "version": r2ec.__version__,
         "backend": st.backend,
         "dtype": st.dtype,
-        "engine": st.selection.to_dict() if st.selection is not None else None,
+        "engine": _public_selection(st.selection.to_dict()) if st.selection is not None else None,
         "capture": st.engine.stats().get("capture") if st.engine is not None else None,
         "bundle": None
         if b is None

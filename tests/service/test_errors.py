@@ -136,6 +136,7 @@ def test_503_while_not_ready_and_health_reports_the_failure(tiny_bundle, tmp_pat
                 break
             time.sleep(0.1)
         assert ready.status_code == 503 and "catalog.jsonl" in ready.json()["error"]
+        assert str(tmp_path) not in ready.text  # /ready is unauthenticated: file names, not the machine's paths
         _shape(httpx.post(srv.url + "/v1/recommend", json=OK), 503, "not_ready")
     finally:
         srv.stop()
@@ -175,3 +176,12 @@ def test_stream_client_disconnect_aborts_generation(tiny_bundle):
         assert httpx.post(srv.url + "/v1/recommend", json=OK).status_code == 200
     finally:
         srv.stop()
+
+
+def test_public_errors_name_files_not_the_machines_paths():
+    from service.routers.ops import public_text
+
+    assert public_text("BundleError: /srv/b/demo/catalog.jsonl: checksum") == "BundleError: catalog.jsonl: checksum"
+    assert public_text("OSError: No such file: '/root/.cache/m/config.json'") == "OSError: No such file: 'config.json'"
+    for kept in ("redis://127.0.0.1:6379/0 refused", "3/4 of the layers", "no room for the KV cache (1 GiB)"):
+        assert public_text(kept) == kept
