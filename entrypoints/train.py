@@ -76,6 +76,19 @@ def train(
     kd_weight: Annotated[float, typer.Option(help="sft: weight of the distillation from the evidence table.")] = 1.0,
     item_weight: Annotated[float, typer.Option(help="sft: weight of the item tower's collaborative loss.")] = 1.0,
     lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
+    train_top_layers: Annotated[
+        int, typer.Option(help="sft: train the adapter's top N layers only (0 = all); the rest run once, cached.")
+    ] = 0,
+    user_pool: Annotated[
+        int,
+        typer.Option(help="sft: draw from a fixed pool of N training samples, their frozen layers cached (0 = all)."),
+    ] = 0,
+    lm_positions: Annotated[
+        int, typer.Option(help="sft: LM loss on N random completion tokens per sample (0 = all).")
+    ] = 0,
+    bank_refresh_every: Annotated[
+        int, typer.Option(help="sft: re-encode the catalog's bank every N steps.")
+    ] = SFTConfig.bank_refresh_every,
     eval_every: Annotated[int | None, typer.Option(help=_per_stage("Validate every N steps.", "eval_every"))] = None,
     eval_users: Annotated[int | None, typer.Option(help=_per_stage("Validation samples.", "eval_samples"))] = None,
     eval_max_new_tokens: Annotated[int, typer.Option(help="Greedy reasoning tokens at validation.")] = 64,
@@ -152,7 +165,14 @@ def train(
         from training.sft import SFTTrainer
 
         extra: dict[str, Any] = dict(
-            micro_batch=micro_batch, lora_top_layers=lora_top_layers, kd_weight=kd_weight, item_weight=item_weight
+            micro_batch=micro_batch,
+            lora_top_layers=lora_top_layers,
+            kd_weight=kd_weight,
+            item_weight=item_weight,
+            train_top_layers=train_top_layers,
+            user_pool=user_pool,
+            lm_positions=lm_positions,
+            bank_refresh_every=bank_refresh_every,
         )
         trainer = SFTTrainer(
             SFTConfig(**shared, **extra), model_dir, data, out, templates, resume=resume, init_adapter=init_adapter

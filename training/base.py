@@ -8,6 +8,7 @@ optimiser) decide where the weights start, else a fresh LoRA of the config.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,22 @@ from training import persistence
 from training.config import TrainConfig
 
 log = logs.get(__name__)
+
+
+_LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def freeze_below(model: Any, first: int) -> int:
+    """Stop training every parameter of a decoder layer below ``first``; returns how many stay trainable."""
+    left = 0
+    for name, p in model.named_parameters():
+        found = _LAYER.search(name)
+        if p.requires_grad and found and int(found.group(1)) < first:
+            p.requires_grad_(False)
+        left += int(p.requires_grad)
+    if not left:
+        raise ValueError(f"nothing trainable at or above layer {first}")
+    return left
 
 
 class TrainerBase:
@@ -56,6 +73,8 @@ class TrainerBase:
             lambda base: cfg.lora(int(base.config.num_hidden_layers)),
             cfg.device,
         )
+        if cfg.train_top_layers > 0:
+            freeze_below(self.model, int(self.model.config.num_hidden_layers) - cfg.train_top_layers)
         self.renderer = ChatRenderer(self.tokenizer, templates)
         data = Dataset.load(data_dir)
         self.catalog: Catalog = data.catalog

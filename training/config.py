@@ -27,6 +27,9 @@ class TrainConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     lora_top_layers: int = 0  # LoRA on the top N layers only; 0 = every layer
+    # Of the adapter, train the top N layers' weights only (0 = all): an adapter from an earlier run keeps its
+    # lower layers as they are, and every fixed sequence runs the layers below once (training/frozen_prefix.py).
+    train_top_layers: int = 0
     eval_every: int = 20
     eval_samples: int = 100
     save_every: int = 10
@@ -114,3 +117,9 @@ class SFTConfig(TrainConfig):
     # collaborative neighbours no better than genre does.
     item_weight: float = 1.0
     item_batch: int = 32
+    # A fixed pool of this many training samples (0 = draw from all of them) whose user sequences run the frozen
+    # layers once: with ``train_top_layers`` small a step then costs a few layers instead of the whole model.
+    user_pool: int = 0
+    # The LM loss on this many random completion positions per sample (0 = all): an unbiased estimate of the
+    # token-mean loss. On a small model the LM head (576 x 49,152) costs several decoder layers per position.
+    lm_positions: int = 0

@@ -10,7 +10,7 @@ costs 8/30 of a full one. The result is the same post-norm last-token state (tes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,8 +41,14 @@ class FrozenPrefix:
         self.enabled = self.start > 0
 
     @torch.no_grad()
-    def states(self, sequences: Sequence[Sequence[int]], batch_size: int = 16) -> list[torch.Tensor]:
-        """Per sequence, the (length, hidden) input of the first trainable layer (the model's dtype, on CPU)."""
+    def states(
+        self,
+        sequences: Sequence[Sequence[int]],
+        batch_size: int = 16,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[torch.Tensor]:
+        """Per sequence, the (length, hidden) input of the first trainable layer (the model's dtype, on CPU);
+        ``progress(n)`` after every batch of n."""
         inner = backbone(self.model)
         device = next(self.model.parameters()).device
         captured: list[torch.Tensor] = []
@@ -61,6 +67,8 @@ class FrozenPrefix:
                 with contextlib.suppress(_Stop):
                     inner(input_ids=ids, attention_mask=mask)
                 out.extend(captured[0][row, : len(seq)].detach().cpu() for row, seq in enumerate(chunk))
+                if progress is not None:
+                    progress(len(chunk))
         finally:
             handle.remove()
         return out
@@ -75,9 +83,9 @@ class FrozenPrefix:
         finally:
             inner.layers = full
 
-    def forward_pooled(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Post-norm last-token states (un-normalised) of sequences given by their cached boundary states; keeps
-        the autograd graph when gradients are enabled."""
+    def forward_hidden(self, states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(post-norm hidden states, attention mask) of sequences given by their cached boundary states, right
+        padded; keeps the autograd graph when gradients are enabled (the LM loss needs every position)."""
         device = next(self.model.parameters()).device
         longest = max(len(s) for s in states)
         hidden = states[0].shape[-1]
@@ -88,7 +96,12 @@ class FrozenPrefix:
             mask[row, : len(s)] = 1
         with self._top_only() as inner:
             out = inner(inputs_embeds=x, attention_mask=mask).last_hidden_state
-        return last_token_pool(out, mask)
+        return out, mask
+
+    def forward_pooled(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Post-norm last-token states (un-normalised) of sequences given by their cached boundary states; keeps
+        the autograd graph when gradients are enabled."""
+        return last_token_pool(*self.forward_hidden(states))
 
     @torch.no_grad()
     def encode(self, states: Sequence[torch.Tensor], batch_size: int = 32) -> np.ndarray:

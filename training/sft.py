@@ -55,6 +55,15 @@ class SFTTrainer(TrainerBase):
         self.prefix = FrozenPrefix(self.model, self.pad)
         self._states: dict[str, list[torch.Tensor]] = {}
         self._prefix_checked = False
+        # A fixed pool of training samples whose user sequences (prompt + trace + <answer>) are fixed as well:
+        # with few trainable layers, caching their frozen layers' output makes a step several times cheaper.
+        self.pool: list[Sample] = []
+        self._pool_at: dict[int, int] = {}
+        self._pool_seqs: list[tuple[list[int], int]] = []
+        if self.cfg.user_pool > 0:
+            n = min(self.cfg.user_pool, len(self.train_samples))
+            self.pool = random.Random(self.cfg.seed + 2).sample(self.train_samples, n)
+            self._pool_at = {id(s): i for i, s in enumerate(self.pool)}
 
     # -- sequences -------------------------------------------------------------------------------------------------
     def sample_evidence(self, s: Sample) -> Transitions:
@@ -92,8 +101,22 @@ class SFTTrainer(TrainerBase):
             log.info(
                 "caching frozen layers", extra={"set": name, "sequences": len(sequences), "below": self.prefix.start}
             )
-            self._states[name] = self.prefix.states(sequences)
+            bar = tqdm(total=len(sequences), desc=f"frozen layers: {name}", unit="seq", disable=not self.progress)
+            self._states[name] = self.prefix.states(sequences, progress=bar.update)
+            bar.close()
         return self._states[name]
+
+    def pooled_states(self, samples: Sequence[Sample]) -> tuple[list[torch.Tensor], list[tuple[list[int], int]]] | None:
+        """Cached frozen-layer states and (ids, completion start) of ``samples`` when all are in the pool."""
+        if not self.pool or any(id(s) not in self._pool_at for s in samples):
+            return None
+        if not self._pool_seqs:
+            self._pool_seqs = [self.user_sequence(s) for s in self.pool]
+        states = self.fixed_states("train pool", [q for q, _ in self._pool_seqs])
+        if states is None:
+            return None
+        at = [self._pool_at[id(s)] for s in samples]
+        return [states[i] for i in at], [self._pool_seqs[i] for i in at]
 
     def refresh_bank(self) -> torch.Tensor:
         self.model.eval()
@@ -117,20 +140,30 @@ class SFTTrainer(TrainerBase):
         assert self.bank is not None
         device = next(self.model.parameters()).device
         tables = [self.sample_evidence(s) for s in samples]
-        seqs = [self.user_sequence(s, t) for s, t in zip(samples, tables, strict=True)]
-        ids, mask = pad_right([q for q, _ in seqs], self.pad, device)
-        hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
+        cached = self.pooled_states(samples)
+        if cached is not None:
+            seqs = cached[1]
+            ids, _ = pad_right([q for q, _ in seqs], self.pad, device)
+            hidden, mask = self.prefix.forward_hidden(cached[0])
+        else:
+            seqs = [self.user_sequence(s, t) for s, t in zip(samples, tables, strict=True)]
+            ids, mask = pad_right([q for q, _ in seqs], self.pad, device)
+            hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
         users = F.normalize(last_token_pool(hidden, mask).float(), dim=-1)
-        # LM loss over trace + <answer> (the tokens generation must produce), mean over tokens.
+        # LM loss over trace + <answer> (the tokens generation must produce), mean over tokens (or over
+        # ``lm_positions`` random ones of them per sample: the same expectation).
         head = self.model.get_output_embeddings()
         lm_terms, n_tok = [], 0
         for i, (q, start) in enumerate(seqs):
             end = len(q)
             if end <= start:
                 continue
-            logits = head(hidden[i, start - 1 : end - 1]).float()
-            lm_terms.append(F.cross_entropy(logits, ids[i, start:end], reduction="sum"))
-            n_tok += end - start
+            positions = torch.arange(start, end, device=device)
+            if 0 < self.cfg.lm_positions < len(positions):
+                positions = positions[sorted(self.rng.sample(range(len(positions)), self.cfg.lm_positions))]
+            logits = head(hidden[i, positions - 1]).float()
+            lm_terms.append(F.cross_entropy(logits, ids[i, positions], reduction="sum"))
+            n_tok += len(positions)
         lm_loss = torch.stack(lm_terms).sum() / max(n_tok, 1) if lm_terms else torch.zeros((), device=device)
         # Recommendation loss over the whole catalog: live vectors for this micro-batch's targets, bank for the rest.
         targets = [self.catalog.row_of[s.target.item_id] for s in samples]
@@ -316,7 +349,7 @@ class SFTTrainer(TrainerBase):
             if cfg.time_limit_s and time.monotonic() - started > cfg.time_limit_s:
                 stop = "time_limit"
                 break
-            record: dict[str, Any] = self.train_step(rng.sample(self.train_samples, cfg.batch_size))
+            record: dict[str, Any] = self.train_step(rng.sample(self.pool or self.train_samples, cfg.batch_size))
             if self.step % cfg.eval_every == 0:
                 record.update(self.validate())
                 if record["valid_ndcg@10"] > self.best:

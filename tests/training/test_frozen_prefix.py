@@ -42,6 +42,15 @@ def test_cached_prefix_gives_the_full_forward(tiny_model_dir, smollm_tokenizer):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+    # Every position's post-norm state too (what the LM loss reads).
+    hidden, mask = prefix.forward_hidden(states)
+    ids = torch.zeros_like(mask)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq)
+    with torch.no_grad():
+        full = model.get_base_model().model(input_ids=ids, attention_mask=mask).last_hidden_state
+    on = mask.bool()
+    torch.testing.assert_close(hidden.detach()[on], full[on], rtol=1e-4, atol=1e-5)
     # The full model is intact afterwards.
     assert len(model.get_base_model().model.layers) == model.config.num_hidden_layers
 

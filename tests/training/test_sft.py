@@ -81,3 +81,51 @@ def test_fixed_sequences_run_the_top_layers_only_and_give_the_same_bank(tiny_mod
     assert float((bank * full).sum(axis=1).min()) > 0.99999
     stats = trainer.train_step(trainer.train_samples[:2])
     assert stats["item_loss"] > 0 and stats["rec_loss"] > 0
+
+
+def test_a_cached_pool_trains_the_top_layers_with_the_full_forwards_losses(tiny_model_dir, dataset_dir, tmp_path):
+    """``train_top_layers`` freezes the adapter below the top; ``user_pool`` caches the pool's frozen layers, and
+    a step on the cached path computes the same losses and gradients as the full forward."""
+    templates = domain_templates("movies_evidence")
+
+    def make(name: str, pool: int) -> SFTTrainer:
+        cfg = SFTConfig(
+            batch_size=2, micro_batch=2, lora_top_layers=0, train_top_layers=1, user_pool=pool, bf16=False, lr=0.0
+        )
+        return SFTTrainer(cfg, tiny_model_dir, dataset_dir, tmp_path / name, templates, progress=False)
+
+    cached, full = make("cached", 6), make("full", 0)
+    trainable = [n for n, p in cached.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in n for n in trainable)  # layer 0's LoRA is frozen
+    assert cached.prefix.enabled and cached.prefix.start == 1 and len(cached.pool) == 6
+    at = [cached.train_samples.index(s) for s in cached.pool[:2]]
+    for t in (cached, full):
+        t.refresh_bank()
+    grads = []
+    for t, batch in ((cached, cached.pool[:2]), (full, [full.train_samples[i] for i in at])):
+        t.model.zero_grad()
+        stats = t.micro_step(batch, 1.0)
+        grads.append((stats, {n: p.grad.clone() for n, p in t.model.named_parameters() if p.requires_grad}))
+    assert "train pool" in cached._states and "train pool" not in full._states
+    (a, ga), (b, gb) = grads
+    for key in ("lm_loss", "rec_loss", "kd_loss", "rank"):
+        assert abs(a[key] - b[key]) < 1e-4 * max(1.0, abs(b[key])), key
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-3, atol=1e-6)
+
+
+def test_lm_positions_samples_that_many_completion_tokens(tiny_model_dir, dataset_dir, tmp_path):
+    cfg = SFTConfig(batch_size=2, micro_batch=2, lora_top_layers=0, bf16=False, lm_positions=3, item_weight=0.0)
+    trainer = SFTTrainer(
+        cfg, tiny_model_dir, dataset_dir, tmp_path / "run", domain_templates("movies_evidence"), progress=False
+    )
+    trainer.refresh_bank()
+    batch = trainer.train_samples[:2]
+    seen: list[int] = []
+    head = trainer.model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    try:
+        stats = trainer.micro_step(batch, 1.0)
+    finally:
+        handle.remove()
+    assert seen == [3, 3] and stats["lm_loss"] > 0
