@@ -20,6 +20,7 @@ import r2ec
 from r2ec import logs
 from r2ec.engine.base import Engine
 from r2ec.index import check_device, place_index
+from service.auth import named_tenant
 from service.cache import LocalResultCache, RedisResultCache
 from service.errors import EXCEPTIONS, ApiError, ErrorType, error_body, error_response, field_path, to_api_error
 from service.metrics import Metrics
@@ -151,10 +152,11 @@ def make_stores(state: ServiceState) -> None:
     if s.redis_url:
         state.redis = RedisConnection(s.redis_url, s.redis_timeout_s)
         state.results = RedisResultCache(state.redis, s.cache_ttl_s)
-        state.users = RedisUserStore(state.redis, s.user_events_cap, s.user_ttl_s)
+        legacy = named_tenant(s.legacy_user_tenant) if s.legacy_user_tenant else None
+        state.users = RedisUserStore(state.redis, s.user_events_cap, s.user_ttl_s, legacy)
     else:
         state.results = LocalResultCache(s.cache_size, s.cache_ttl_s)
-        state.users = LocalUserStore(s.user_events_cap, s.user_ttl_s)
+        state.users = LocalUserStore(s.user_events_cap, s.user_ttl_s, s.local_users_max)
 
 
 def create_app(

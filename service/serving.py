@@ -101,7 +101,7 @@ class RecommendService:
             users = self.state.users
             assert users is not None
             try:
-                found = await users.get(req.user_id)
+                found = await users.get(req.user_id, tenant)
             except StoreUnavailable:
                 if not req.history:
                     raise ApiError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -9,6 +10,22 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from r2ec.engine.settings import EngineFields
+
+TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def key_tenants(keys: list[str]) -> list[tuple[str, str | None]]:
+    """(key, tenant name or None) per ``api_keys`` entry: ``tenant:key`` names it, a bare key has no name."""
+    out: list[tuple[str, str | None]] = []
+    for entry in keys:
+        name, sep, key = entry.partition(":")
+        if not sep:
+            out.append((entry, None))
+            continue
+        if not TENANT_NAME.fullmatch(name) or not key:
+            raise ValueError("an api_keys entry with ':' is tenant:key, the tenant 1-64 of letters, digits and _.-")
+        out.append((key, name))
+    return out
 
 
 class Settings(BaseSettings, EngineFields):
@@ -39,7 +56,15 @@ class Settings(BaseSettings, EngineFields):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, description="Bind port.")
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated bearer keys for /v1 (empty = no auth)."
+        default_factory=list,
+        description="Comma-separated bearer keys for /v1 (empty = no auth). `tenant:key` names the key's tenant "
+        "(letters, digits, `_.-`): user contexts and cached results belong to a tenant, so several keys of one "
+        "tenant (a rotation) share them; a key without a name is a tenant of its own.",
+    )
+    legacy_user_tenant: str | None = Field(
+        None,
+        description="The tenant that owns user contexts stored in Redis before contexts were kept per tenant: "
+        "each moves into that tenant's keys at its first read. Empty = they stay unreachable.",
     )
     max_body_bytes: int = Field(1 << 20, description="Largest accepted request body (413 beyond).")
     request_timeout_s: float = Field(120.0, description="Deadline per request (504 beyond).")
@@ -70,6 +95,9 @@ class Settings(BaseSettings, EngineFields):
     )
     user_events_cap: int = Field(200, description="Events kept per user context (oldest dropped).")
     user_ttl_s: int = Field(0, description="TTL of a user context in seconds (0 = none).")
+    local_users_max: int = Field(
+        100_000, description="Users the in-process user store keeps (no Redis); the least recently used go beyond."
+    )
     # ops
     log_level: str = Field("info", description="Log level.")
 
@@ -80,7 +108,22 @@ class Settings(BaseSettings, EngineFields):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("bundle", "redis_url", "threads", "dtype", "default_reasoning_tokens", mode="before")
+    @field_validator("api_keys")
+    @classmethod
+    def _named_keys(cls, value: list[str]) -> list[str]:
+        key_tenants(value)  # a bad tenant name fails at start, not at the first request
+        return value
+
+    @field_validator("legacy_user_tenant")
+    @classmethod
+    def _tenant_name(cls, value: str | None) -> str | None:
+        if value is not None and not TENANT_NAME.fullmatch(value):
+            raise ValueError(f"tenant names are 1-64 of letters, digits and _.- (got {value!r})")
+        return value
+
+    @field_validator(
+        "bundle", "redis_url", "legacy_user_tenant", "threads", "dtype", "default_reasoning_tokens", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -2,8 +2,11 @@
 
 Redis when configured (compose and k8s run it with AOF on a volume and ``noeviction``; a marker key tells a
 Redis that lost its data apart, ``service.redis_conn``), an in-process dict otherwise (lost on restart, as the
-README says). Both keep the newest ``events_cap`` events per user and expire a context ``ttl_s`` after its last
-write when ``ttl_s`` > 0.
+README says; at most ``max_users``, the least recently used dropped beyond). Both keep the newest ``events_cap``
+events per user and expire a context ``ttl_s`` after its last write when ``ttl_s`` > 0.
+
+A context belongs to a tenant (``service.auth``: the API key's, ``None`` with auth off): the same ``user_id``
+under two tenants is two users, and no key reaches another tenant's users.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import abc
 import json
 import time
+from collections import OrderedDict
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from r2ec.catalog import Event
 from service.redis_conn import RedisConnection
@@ -32,61 +38,86 @@ def _event_from_json(s: str | bytes) -> Event:
 
 class UserStore(abc.ABC):
     @abc.abstractmethod
-    async def get(self, user_id: str) -> list[Event] | None: ...
+    async def get(self, user_id: str, tenant: str | None = None) -> list[Event] | None: ...
 
     @abc.abstractmethod
-    async def replace(self, user_id: str, events: list[Event]) -> None: ...
+    async def replace(self, user_id: str, events: list[Event], tenant: str | None = None) -> None: ...
 
     @abc.abstractmethod
-    async def append(self, user_id: str, events: list[Event]) -> list[Event]: ...
+    async def append(self, user_id: str, events: list[Event], tenant: str | None = None) -> list[Event]: ...
 
     @abc.abstractmethod
-    async def delete(self, user_id: str) -> bool: ...
+    async def delete(self, user_id: str, tenant: str | None = None) -> bool: ...
 
 
 class LocalUserStore(UserStore):
-    def __init__(self, events_cap: int, ttl_s: int = 0):
+    def __init__(self, events_cap: int, ttl_s: int = 0, max_users: int = 100_000):
         self.events_cap = events_cap
         self.ttl_s = ttl_s
-        self._users: dict[str, tuple[float, list[Event]]] = {}
+        self.max_users = max_users
+        self._users: OrderedDict[tuple[str | None, str], tuple[float, list[Event]]] = OrderedDict()
 
-    def _live(self, user_id: str) -> list[Event] | None:
-        entry = self._users.get(user_id)
+    def _live(self, who: tuple[str | None, str]) -> list[Event] | None:
+        entry = self._users.get(who)
         if entry is None:
             return None
         if self.ttl_s > 0 and entry[0] < time.monotonic():
-            del self._users[user_id]
+            del self._users[who]
             return None
+        self._users.move_to_end(who)
         return entry[1]
 
-    def _write(self, user_id: str, events: list[Event]) -> list[Event]:
+    def _write(self, who: tuple[str | None, str], events: list[Event]) -> list[Event]:
         kept = list(events)[-self.events_cap :]
         expires = time.monotonic() + self.ttl_s if self.ttl_s > 0 else float("inf")
-        self._users[user_id] = (expires, kept)
+        self._users[who] = (expires, kept)
+        self._users.move_to_end(who)
+        while len(self._users) > self.max_users:
+            self._users.popitem(last=False)
         return list(kept)
 
-    async def get(self, user_id: str) -> list[Event] | None:
-        events = self._live(user_id)
+    async def get(self, user_id: str, tenant: str | None = None) -> list[Event] | None:
+        events = self._live((tenant, user_id))
         return None if events is None else list(events)
 
-    async def replace(self, user_id: str, events: list[Event]) -> None:
-        self._write(user_id, events)
+    async def replace(self, user_id: str, events: list[Event], tenant: str | None = None) -> None:
+        self._write((tenant, user_id), events)
 
-    async def append(self, user_id: str, events: list[Event]) -> list[Event]:
-        return self._write(user_id, (self._live(user_id) or []) + list(events))
+    async def append(self, user_id: str, events: list[Event], tenant: str | None = None) -> list[Event]:
+        who = (tenant, user_id)
+        return self._write(who, (self._live(who) or []) + list(events))
 
-    async def delete(self, user_id: str) -> bool:
-        return self._live(user_id) is not None and self._users.pop(user_id, None) is not None
+    async def delete(self, user_id: str, tenant: str | None = None) -> bool:
+        who = (tenant, user_id)
+        return self._live(who) is not None and self._users.pop(who, None) is not None
 
 
 class RedisUserStore(UserStore):
-    def __init__(self, conn: RedisConnection, events_cap: int, ttl_s: int = 0):
+    def __init__(self, conn: RedisConnection, events_cap: int, ttl_s: int = 0, legacy_tenant: str | None = None):
         self.conn = conn
         self.events_cap = events_cap
         self.ttl_s = ttl_s
+        # Contexts written before they were kept per tenant sit under the tenant-less key; this tenant owns them.
+        self.legacy_tenant = legacy_tenant
 
-    def _key(self, user_id: str) -> str:
-        return self.conn.key("user", user_id, "events")
+    def _key(self, user_id: str, tenant: str | None = None) -> str:
+        if tenant is None:  # auth off: one tenant, the keys of every earlier version
+            return self.conn.key("user", user_id, "events")
+        return self.conn.key("tenant", tenant, "user", user_id, "events")
+
+    async def _adopt_legacy(self, user_id: str, tenant: str | None) -> None:
+        """Move a tenant-less context into the legacy tenant's keys (atomic; a no-op when there is none or the
+        tenant already has one)."""
+        if tenant is None or tenant != self.legacy_tenant:
+            return
+        old, new = self._key(user_id), self._key(user_id, tenant)
+        try:
+            await self.conn.client.renamenx(old, new)
+        except ResponseError:
+            return  # no such key: nothing to adopt
+        except Exception as exc:
+            self.conn.failed(exc)
+            raise StoreUnavailable("user store unavailable") from exc
 
     async def _pipeline(self, build: Any) -> list[Any]:
         try:
@@ -101,13 +132,17 @@ class RedisUserStore(UserStore):
         if self.ttl_s > 0:
             pipe.expire(key, self.ttl_s)
 
-    async def get(self, user_id: str) -> list[Event] | None:
-        key = self._key(user_id)
+    async def get(self, user_id: str, tenant: str | None = None) -> list[Event] | None:
+        key = self._key(user_id, tenant)
         exists, raw = await self._pipeline(lambda p: (p.exists(key), p.lrange(key, 0, -1)))
+        if not exists and tenant is not None and tenant == self.legacy_tenant:
+            await self._adopt_legacy(user_id, tenant)
+            exists, raw = await self._pipeline(lambda p: (p.exists(key), p.lrange(key, 0, -1)))
         return [_event_from_json(x) for x in raw] if exists else None
 
-    async def replace(self, user_id: str, events: list[Event]) -> None:
-        key = self._key(user_id)
+    async def replace(self, user_id: str, events: list[Event], tenant: str | None = None) -> None:
+        key = self._key(user_id, tenant)
+        await self._adopt_legacy(user_id, tenant)  # a legacy context is replaced, not left behind
 
         def build(p: Any) -> None:
             p.delete(key)
@@ -115,8 +150,9 @@ class RedisUserStore(UserStore):
 
         await self._pipeline(build)
 
-    async def append(self, user_id: str, events: list[Event]) -> list[Event]:
-        key = self._key(user_id)
+    async def append(self, user_id: str, events: list[Event], tenant: str | None = None) -> list[Event]:
+        key = self._key(user_id, tenant)
+        await self._adopt_legacy(user_id, tenant)  # appended to, as the tenant's own
 
         def build(p: Any) -> None:
             self._write(p, key, events)
@@ -125,6 +161,7 @@ class RedisUserStore(UserStore):
         result = await self._pipeline(build)
         return [_event_from_json(x) for x in result[-1]]
 
-    async def delete(self, user_id: str) -> bool:
-        (deleted,) = await self._pipeline(lambda p: p.delete(self._key(user_id)))
+    async def delete(self, user_id: str, tenant: str | None = None) -> bool:
+        await self._adopt_legacy(user_id, tenant)  # deleted too, not left to reappear
+        (deleted,) = await self._pipeline(lambda p: p.delete(self._key(user_id, tenant)))
         return bool(deleted)

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from r2ec import logs
 from r2ec.engine.base import Delta
-from service.auth import require_api_key
+from service.auth import request_tenant, require_api_key
 from service.errors import ApiError, ErrorType, error_body, to_api_error
 from service.protocol import ERROR_RESPONSES, RecommendRequest, RecommendResponse
 from service.replies import replayable
@@ -29,10 +29,6 @@ def _timing_headers(response: Response, result: RecommendResponse) -> None:
     response.headers["X-Search-Time-Ms"] = f"{t.search_ms:.2f}"
     response.headers["X-Queue-Time-Ms"] = f"{t.queue_ms:.1f}"
     response.headers["X-Cache"] = "hit" if result.cached else "miss"
-
-
-def _tenant(request: Request) -> str | None:
-    return getattr(request.state, "tenant", None)
 
 
 class ClientGone(Exception):
@@ -63,7 +59,7 @@ async def recommend(body: RecommendRequest, request: Request, response: Response
     async with service.admitted():
         try:
             result = await _unless_disconnected(
-                request, service.recommend(body, request.state.request_id, _tenant(request))
+                request, service.recommend(body, request.state.request_id, request_tenant(request))
             )
         except ClientGone:
             get_state(request).metrics.disconnects.inc()
@@ -100,7 +96,9 @@ async def recommend_stream(body: RecommendRequest, request: Request) -> Streamin
     request_id = request.state.request_id
     try:
         # Validate (and look up stored events) before the 200 goes out, so bad input still gets a 4xx.
-        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.bounded(body, request_id, _tenant(request))
+        stream: AsyncGenerator[Delta | RecommendResponse, None] = service.bounded(
+            body, request_id, request_tenant(request)
+        )
         first = await anext(stream)
     except BaseException:
         service.release()

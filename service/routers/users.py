@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from r2ec.catalog import Event
-from service.auth import require_api_key
+from service.auth import request_tenant, require_api_key
 from service.errors import ApiError, ErrorType
 from service.protocol import ERROR_RESPONSES, HistoryEvent, UserEvents, UserEventsResponse
 from service.serving import check_known
@@ -47,7 +47,7 @@ def _response(user_id: str, events: list[Event]) -> UserEventsResponse:
 
 @router.get("/{user_id}/events", response_model=UserEventsResponse, responses=ERROR_RESPONSES)
 async def get_events(request: Request, user_id: str = UserId) -> UserEventsResponse:
-    events = await _store(request).get(user_id)
+    events = await _store(request).get(user_id, request_tenant(request))
     if events is None:
         raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
     return _response(user_id, events)
@@ -58,8 +58,8 @@ async def put_events(body: UserEvents, request: Request, user_id: str = UserId) 
     """Replace the user's events (kept in time order, the oldest dropped beyond the cap)."""
     events = _validated(request, body)
     store = _store(request)
-    await store.replace(user_id, events)
-    stored = await store.get(user_id)
+    await store.replace(user_id, events, request_tenant(request))
+    stored = await store.get(user_id, request_tenant(request))
     return _response(user_id, stored or [])
 
 
@@ -67,12 +67,12 @@ async def put_events(body: UserEvents, request: Request, user_id: str = UserId) 
 async def append_events(body: UserEvents, request: Request, user_id: str = UserId) -> UserEventsResponse:
     """Append events (e.g. as the user interacts)."""
     events = _validated(request, body)
-    stored = await _store(request).append(user_id, events)
+    stored = await _store(request).append(user_id, events, request_tenant(request))
     return _response(user_id, stored)
 
 
 @router.delete("/{user_id}/events", status_code=204, responses=ERROR_RESPONSES)
 async def delete_events(request: Request, user_id: str = UserId) -> Response:
-    if not await _store(request).delete(user_id):
+    if not await _store(request).delete(user_id, request_tenant(request)):
         raise ApiError(ErrorType.NOT_FOUND, f"user {user_id!r} has no stored events", "user_id")
     return Response(status_code=204)

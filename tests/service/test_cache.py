@@ -92,8 +92,21 @@ async def test_local_user_store_caps_events_and_honours_its_ttl():
     short = LocalUserStore(events_cap=3, ttl_s=1)
     await short.replace("u", [Event("1", 1.0)])
     assert await short.get("u") is not None
-    short._users["u"] = (time.monotonic() - 1, short._users["u"][1])  # as if its ttl had passed
+    short._users[(None, "u")] = (time.monotonic() - 1, short._users[(None, "u")][1])  # as if its ttl had passed
     assert await short.get("u") is None and not await short.delete("u")
+
+
+async def test_local_user_store_keeps_tenants_apart_and_is_bounded():
+    store = LocalUserStore(events_cap=3, max_users=2)
+    await store.replace("u", [Event("1", 1.0)], tenant="n:acme")
+    assert await store.get("u") is None and await store.get("u", tenant="n:globex") is None
+    assert not await store.delete("u", tenant="n:globex")
+    assert [e.item_id for e in await store.get("u", tenant="n:acme") or []] == ["1"]
+    await store.replace("v", [Event("2", 2.0)], tenant="n:acme")
+    await store.get("u", tenant="n:acme")  # u is now the most recently used: w pushes out v
+    await store.replace("w", [Event("3", 3.0)], tenant="n:acme")
+    assert await store.get("v", tenant="n:acme") is None
+    assert await store.get("u", tenant="n:acme") is not None and await store.get("w", tenant="n:acme") is not None
 
 
 def test_ready_sees_an_outage_without_any_traffic(tiny_bundle):

@@ -258,6 +258,54 @@ def test_auth_comes_before_body_parsing_and_the_cache_is_per_tenant(tiny_bundle)
         srv.stop()
 
 
+def test_user_contexts_belong_to_the_tenant_of_the_key(tiny_bundle):
+    """No key reaches another tenant's users (read, replace, delete, rank from them); the keys of one named tenant
+    (a rotation) share its users; contexts stored before tenants move to the legacy tenant at their first read."""
+    import redis
+
+    redis_proc = RedisProcess()
+    redis_proc.start()
+    legacy = redis.Redis.from_url(redis_proc.url)
+    old = [json.dumps({"item_id": "102", "timestamp": 1.0, "rating": 5.0})]
+    legacy.rpush("r2ec:user:old-user:events", *old)
+    keys = ["acme:a-old", "acme:a-new", "globex:g1", "bare-key"]
+    srv = make_server(tiny_bundle, api_keys=keys, redis_url=redis_proc.url, legacy_user_tenant="acme").start()
+    try:
+        a_old, a_new, g, bare = ({"Authorization": f"Bearer {k.rpartition(':')[2]}"} for k in keys)
+        url = srv.url + "/v1/users/shared-id/events"
+        events = {"events": [{"item_id": "100", "rating": 5, "timestamp": 1_600_000_000}]}
+        assert httpx.put(url, json=events, headers=a_old).status_code == 200
+        assert httpx.get(url, headers=a_new).json()["events"][0]["item_id"] == "100"  # the same tenant
+        for other in (g, bare):
+            _err(httpx.get(url, headers=other), 404, "not_found")
+            _err(httpx.delete(url, headers=other), 404, "not_found")
+            ranked = {"user_id": "shared-id", "k": 2, "reasoning": False}
+            _err(httpx.post(srv.url + "/v1/recommend", json=ranked, headers=other, timeout=60), 404, "not_found")
+        # Another tenant's write makes its own user of the same id; acme's is untouched.
+        other_events = {"events": [{"item_id": "101", "timestamp": 1_600_000_000}]}
+        assert httpx.post(url, json=other_events, headers=g).json()["events"][0]["item_id"] == "101"
+        assert [e["item_id"] for e in httpx.get(url, headers=a_old).json()["events"]] == ["100"]
+        # A context of before: unreachable for other tenants, adopted by the legacy one at its first read.
+        legacy_url = srv.url + "/v1/users/old-user/events"
+        _err(httpx.get(legacy_url, headers=g), 404, "not_found")
+        assert [e["item_id"] for e in httpx.get(legacy_url, headers=a_new).json()["events"]] == ["102"]
+        assert legacy.exists("r2ec:user:old-user:events") == 0
+        _err(httpx.get(legacy_url, headers=g), 404, "not_found")
+    finally:
+        srv.stop()
+        redis_proc.stop()
+
+
+def test_bad_tenant_names_fail_at_start():
+    from service.settings import Settings
+
+    with pytest.raises(ValueError, match="tenant"):
+        Settings(api_keys="bad name:key")
+    with pytest.raises(ValueError, match="tenant"):
+        Settings(api_keys="acme:")
+    assert Settings(api_keys="acme:k1, k2").api_keys == ["acme:k1", "k2"]
+
+
 def test_small_contract_items(server):
     _err(httpx.put(server.url + "/v1/users/empty/events", json={"events": []}), 422, "validation_error")
     assert httpx.get(server.url + "/v1/users/empty/events").status_code == 404
