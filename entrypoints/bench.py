@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from entrypoints.common import ThreadsOption, app, fail, need_bundle, need_dataset, setup_logging, threads_for
-
-SCENARIOS = ("capture", "budget", "overhead", "scaling", "hot", "catalog", "vllm")  # loadtests.bench_harness.SCENARIOS
+from loadtests import SCENARIOS
 
 
 def _ints(option: str, value: str) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtests import SCENARIOS
 from loadtests.launcher import ServerProcess
 from loadtests.rawhttp import LoopResult, closed_loop, run
 from model_export.data.format import Dataset
@@ -23,7 +24,6 @@ from model_export.data.splits import temporal_split
 from r2ec.engine.selection import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("capture", "budget", "overhead", "scaling", "hot", "catalog", "vllm")
 
 
 @dataclass
