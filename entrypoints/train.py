@@ -75,6 +75,9 @@ def train(
     lora_alpha: Annotated[int | None, typer.Option(help=_per_stage("LoRA alpha.", "lora_alpha"))] = None,
     kd_weight: Annotated[float, typer.Option(help="sft: weight of the distillation from the evidence table.")] = 1.0,
     item_weight: Annotated[float, typer.Option(help="sft: weight of the item tower's collaborative loss.")] = 1.0,
+    item_batch: Annotated[
+        int, typer.Option(help="sft: items per step in the item tower's collaborative loss.")
+    ] = SFTConfig.item_batch,
     lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
     train_top_layers: Annotated[
         int, typer.Option(help="sft: train the adapter's top N layers only (0 = all); the rest run once, cached.")
@@ -169,6 +172,7 @@ def train(
             lora_top_layers=lora_top_layers,
             kd_weight=kd_weight,
             item_weight=item_weight,
+            item_batch=item_batch,
             train_top_layers=train_top_layers,
             user_pool=user_pool,
             lm_positions=lm_positions,
