@@ -7,7 +7,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from service.settings import Settings
+from service.settings import Settings, split_list
 
 
 def _is_bool(annotation: Any) -> bool:
@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: Sequence[str]) -> Settings:
     args = vars(build_parser().parse_args(list(argv)))
-    if "api_keys" in args and isinstance(args["api_keys"], str):
-        args["api_keys"] = [k.strip() for k in args["api_keys"].split(",") if k.strip()]
+    for name in ("api_keys", "tenant_keys"):
+        if name in args:
+            args[name] = split_list(args[name])
     return Settings(**args)
 
 

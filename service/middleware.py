@@ -95,7 +95,7 @@ class RequestContext:
         if path.startswith("/v1"):
             # Auth before anything else, the body included: an unauthenticated client learns nothing (no 400/422).
             try:
-                scope["state"]["tenant"] = check_bearer(self.state.settings.api_keys, headers.get("authorization", ""))
+                scope["state"]["tenant"] = check_bearer(self.state.settings.keyring, headers.get("authorization", ""))
             except ApiError as denied:
                 await refuse(denied)
                 return

@@ -133,12 +133,13 @@ class RedisConnection:
         self.ok()
         return result
 
-    async def pipeline(self, build: Any) -> list[Any]:
-        """Run a transaction built by ``build(pipe)``; on failure mark degraded and re-raise."""
+    async def pipeline(self, build: Any, raise_on_error: bool = True) -> list[Any]:
+        """Run a transaction built by ``build(pipe)``; on failure mark degraded and re-raise. With
+        ``raise_on_error`` False a command's error reply comes back in its place in the result instead."""
         try:
             async with self.client.pipeline(transaction=True) as pipe:
                 build(pipe)
-                result: list[Any] = await pipe.execute()
+                result: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
         except Exception as exc:
             self.failed(exc)
             raise

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from r2ec.engine.settings import EngineFields
@@ -14,16 +14,20 @@ from r2ec.engine.settings import EngineFields
 TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def key_tenants(keys: list[str]) -> list[tuple[str, str | None]]:
-    """(key, tenant name or None) per ``api_keys`` entry: ``tenant:key`` names it, a bare key has no name."""
-    out: list[tuple[str, str | None]] = []
-    for entry in keys:
+def split_list(value: object) -> object:
+    """A comma-separated setting (env var or flag) as its list; lists pass through."""
+    if isinstance(value, str):
+        return [k.strip() for k in value.split(",") if k.strip()]
+    return value
+
+
+def parse_tenant_keys(entries: list[str]) -> list[tuple[str, str]]:
+    """(key, tenant name) per ``tenant_keys`` entry ``tenant:key`` (the key is everything after the first ``:``)."""
+    out: list[tuple[str, str]] = []
+    for entry in entries:
         name, sep, key = entry.partition(":")
-        if not sep:
-            out.append((entry, None))
-            continue
-        if not TENANT_NAME.fullmatch(name) or not key:
-            raise ValueError("an api_keys entry with ':' is tenant:key, the tenant 1-64 of letters, digits and _.-")
+        if not sep or not TENANT_NAME.fullmatch(name) or not key:
+            raise ValueError("tenant_keys entries are tenant:key, the tenant 1-64 of letters, digits and _.-")
         out.append((key, name))
     return out
 
@@ -32,6 +36,7 @@ class Settings(BaseSettings, EngineFields):
     """The engine fields come from ``EngineFields`` (one definition); the service overrides two defaults."""
 
     model_config = SettingsConfigDict(env_prefix="R2EC_", extra="ignore")
+    _ring: list[tuple[str, str | None]] = PrivateAttr(default_factory=list)
 
     # what to serve
     bundle: Path | None = Field(None, description="Bundle directory; empty = the demo bundle (built on first use).")
@@ -57,14 +62,19 @@ class Settings(BaseSettings, EngineFields):
     port: int = Field(8000, description="Bind port.")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated bearer keys for /v1 (empty = no auth). `tenant:key` names the key's tenant "
-        "(letters, digits, `_.-`): user contexts and cached results belong to a tenant, so several keys of one "
-        "tenant (a rotation) share them; a key without a name is a tenant of its own.",
+        description="Comma-separated bearer keys for /v1; each is a tenant of its own (with tenant_keys empty too: "
+        "no auth).",
+    )
+    tenant_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated `tenant:key` bearer keys for /v1, the tenant 1-64 of letters, digits and `_.-`: "
+        "user contexts and cached results belong to a tenant, so the keys of one tenant (a rotation) share them.",
     )
     legacy_user_tenant: str | None = Field(
         None,
-        description="The tenant that owns user contexts stored in Redis before contexts were kept per tenant: "
-        "each moves into that tenant's keys at its first read. Empty = they stay unreachable.",
+        description="A tenant of tenant_keys that adopts the user contexts stored in Redis before contexts were "
+        "kept per tenant: each moves into that tenant's keys when the tenant first reads, writes or deletes it. "
+        "Empty = they stay unreachable.",
     )
     max_body_bytes: int = Field(1 << 20, description="Largest accepted request body (413 beyond).")
     request_timeout_s: float = Field(120.0, description="Deadline per request (504 beyond).")
@@ -96,30 +106,36 @@ class Settings(BaseSettings, EngineFields):
     user_events_cap: int = Field(200, description="Events kept per user context (oldest dropped).")
     user_ttl_s: int = Field(0, description="TTL of a user context in seconds (0 = none).")
     local_users_max: int = Field(
-        100_000, description="Users the in-process user store keeps (no Redis); the least recently used go beyond."
+        100_000,
+        ge=1,
+        description="Users the in-process user store keeps (no Redis); the least recently used go beyond.",
     )
     # ops
     log_level: str = Field("info", description="Log level.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "tenant_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [k.strip() for k in value.split(",") if k.strip()]
-        return value
+        return split_list(value)
 
-    @field_validator("api_keys")
-    @classmethod
-    def _named_keys(cls, value: list[str]) -> list[str]:
-        key_tenants(value)  # a bad tenant name fails at start, not at the first request
-        return value
+    @model_validator(mode="after")
+    def _keyring(self) -> Settings:
+        """Every key once, with its tenant name (None: a bare key); checked at start, not at the first request."""
+        ring: list[tuple[str, str | None]] = [(k, None) for k in self.api_keys]
+        ring += parse_tenant_keys(self.tenant_keys)
+        keys = [k for k, _ in ring]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a bearer key appears twice in api_keys / tenant_keys")
+        named = {name for _, name in ring if name is not None}
+        if self.legacy_user_tenant is not None and self.legacy_user_tenant not in named:
+            raise ValueError("legacy_user_tenant must be a tenant of tenant_keys")
+        self._ring = ring
+        return self
 
-    @field_validator("legacy_user_tenant")
-    @classmethod
-    def _tenant_name(cls, value: str | None) -> str | None:
-        if value is not None and not TENANT_NAME.fullmatch(value):
-            raise ValueError(f"tenant names are 1-64 of letters, digits and _.- (got {value!r})")
-        return value
+    @property
+    def keyring(self) -> list[tuple[str, str | None]]:
+        """(key, tenant name or None for a bare key) of every bearer key; empty = auth off."""
+        return self._ring
 
     @field_validator(
         "bundle", "redis_url", "legacy_user_tenant", "threads", "dtype", "default_reasoning_tokens", mode="before"

@@ -125,7 +125,7 @@ async def info(request: Request) -> dict[str, Any]:
             "window_size": b.templates.window_size,
             "generation": b.generation.to_dict(),
         },
-        "auth": bool(st.settings.api_keys),  # whether /v1 needs a bearer key (the page asks for one)
+        "auth": bool(st.settings.keyring),  # whether /v1 needs a bearer key (the page asks for one)
         "limits": {
             "max_k": st.settings.max_k,
             "max_reasoning_tokens": st.max_reasoning_tokens,

@@ -86,20 +86,20 @@ async def test_local_result_cache_is_an_lru_with_a_ttl():
 
 async def test_local_user_store_caps_events_and_honours_its_ttl():
     store = LocalUserStore(events_cap=3)
-    events = await store.append("u", [Event(str(i), float(i)) for i in range(5)])
+    events = await store.append("u", [Event(str(i), float(i)) for i in range(5)], None)
     assert [e.item_id for e in events] == ["2", "3", "4"]
-    assert await store.delete("u") and not await store.delete("u")
+    assert await store.delete("u", None) and not await store.delete("u", None)
     short = LocalUserStore(events_cap=3, ttl_s=1)
-    await short.replace("u", [Event("1", 1.0)])
-    assert await short.get("u") is not None
+    await short.replace("u", [Event("1", 1.0)], None)
+    assert await short.get("u", None) is not None
     short._users[(None, "u")] = (time.monotonic() - 1, short._users[(None, "u")][1])  # as if its ttl had passed
-    assert await short.get("u") is None and not await short.delete("u")
+    assert await short.get("u", None) is None and not await short.delete("u", None)
 
 
 async def test_local_user_store_keeps_tenants_apart_and_is_bounded():
     store = LocalUserStore(events_cap=3, max_users=2)
     await store.replace("u", [Event("1", 1.0)], tenant="n:acme")
-    assert await store.get("u") is None and await store.get("u", tenant="n:globex") is None
+    assert await store.get("u", None) is None and await store.get("u", tenant="n:globex") is None
     assert not await store.delete("u", tenant="n:globex")
     assert [e.item_id for e in await store.get("u", tenant="n:acme") or []] == ["1"]
     await store.replace("v", [Event("2", 2.0)], tenant="n:acme")
