@@ -38,7 +38,8 @@ def result_key(
 
     Keying on the rendered prompt makes the cache exactly as fine as the model's input: events sent without a
     timestamp (ages 0) or an explicit ``as_of`` give the same prompt and hit; ages that moved on miss. The
-    tenant (``service.auth``: a named tenant or a key's digest) keeps one tenant from learning, through ``X-Cache``, what another recently asked.
+    tenant (``service.auth``: a named tenant or a key's digest) keeps one tenant from learning, through
+    ``X-Cache``, what another recently asked.
     """
     payload = {
         "b": bundle_version,
