@@ -7,7 +7,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from service.settings import Settings, split_list
+from service.settings import Settings
 
 
 def _is_bool(annotation: Any) -> bool:
@@ -37,11 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:
-    args = vars(build_parser().parse_args(list(argv)))
-    for name in ("api_keys", "tenant_keys"):
-        if name in args:
-            args[name] = split_list(args[name])
-    return Settings(**args)
+    # Comma lists (api_keys, tenant_keys) are split by Settings' own validator, as for the env vars.
+    return Settings(**vars(build_parser().parse_args(list(argv))))
 
 
 __all__ = ["build_parser", "parse_settings"]

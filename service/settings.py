@@ -14,13 +14,6 @@ from r2ec.engine.settings import EngineFields
 TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def split_list(value: object) -> object:
-    """A comma-separated setting (env var or flag) as its list; lists pass through."""
-    if isinstance(value, str):
-        return [k.strip() for k in value.split(",") if k.strip()]
-    return value
-
-
 def parse_tenant_keys(entries: list[str]) -> list[tuple[str, str]]:
     """(key, tenant name) per ``tenant_keys`` entry ``tenant:key`` (the key is everything after the first ``:``)."""
     out: list[tuple[str, str]] = []
@@ -116,7 +109,9 @@ class Settings(BaseSettings, EngineFields):
     @field_validator("api_keys", "tenant_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        return split_list(value)
+        if isinstance(value, str):  # an env var or a flag: a comma list
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
 
     @model_validator(mode="after")
     def _keyring(self) -> Settings:
