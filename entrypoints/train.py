@@ -78,6 +78,9 @@ def train(
     item_batch: Annotated[
         int, typer.Option(help="sft: items per step in the item tower's collaborative loss.")
     ] = SFTConfig.item_batch,
+    item_warmup_steps: Annotated[
+        int, typer.Option(help="sft: the first N steps train the item tower's collaborative loss alone.")
+    ] = SFTConfig.item_warmup_steps,
     lora_top_layers: Annotated[int, typer.Option(help="sft: LoRA on the top N layers only (0 = all).")] = 8,
     train_top_layers: Annotated[
         int, typer.Option(help="sft: train the adapter's top N layers only (0 = all); the rest run once, cached.")
@@ -117,6 +120,8 @@ def train(
         fail("stage must be sft or recpo")
     if not _device_name_ok(device):
         fail(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if item_warmup_steps < 0 or (item_warmup_steps and item_weight <= 0):
+        fail("--item-warmup-steps must be >= 0, and needs an --item-weight above 0 (the loss it trains)")
     mask_for(protocol, None)
     need_dataset(data)
     if bundle is not None:
@@ -173,6 +178,7 @@ def train(
             kd_weight=kd_weight,
             item_weight=item_weight,
             item_batch=item_batch,
+            item_warmup_steps=item_warmup_steps,
             train_top_layers=train_top_layers,
             user_pool=user_pool,
             lm_positions=lm_positions,

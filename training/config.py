@@ -117,6 +117,10 @@ class SFTConfig(TrainConfig):
     # collaborative neighbours no better than genre does.
     item_weight: float = 1.0
     item_batch: int = 32
+    # The first this many steps train the item tower alone. Sharing one clipped, Adam-normalised update with the
+    # user losses starves the item loss (docs/results.md, sitting 5), and until the item vectors spread apart no
+    # user vector can rank much better than genre does; so the item space is shaped first.
+    item_warmup_steps: int = 0
     # A fixed pool of this many training samples (0 = draw from all of them) whose user sequences run the frozen
     # layers once: with ``train_top_layers`` small a step then costs a few layers instead of the whole model.
     user_pool: int = 0

@@ -260,13 +260,14 @@ class SFTTrainer(TrainerBase):
         (cfg.item_weight * loss).backward()
         return {"item_loss": float(loss.detach()), "tokens": tokens}
 
-    def train_step(self, batch: Sequence[Sample]) -> dict[str, float]:
+    def train_step(self, batch: Sequence[Sample]) -> dict[str, Any]:
         started = time.perf_counter()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         m = self.cfg.micro_batch
         parts = [batch[i : i + m] for i in range(0, len(batch), m)]
-        stats = [self.micro_step(p, len(p) / len(batch)) for p in parts]
+        warmup = self.step < self.cfg.item_warmup_steps
+        stats = [] if warmup else [self.micro_step(p, len(p) / len(batch)) for p in parts]
         items = self.item_step()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.cfg.grad_clip
@@ -275,13 +276,14 @@ class SFTTrainer(TrainerBase):
         self.step += 1
         seconds = time.perf_counter() - started
         tokens = sum(x["tokens"] for x in stats) + items["tokens"]
+        names = {"lm_loss": "lm_loss", "rec_loss": "rec_loss", "kd_loss": "kd_loss", "target_rank_mean": "rank"}
+        # A warm-up step has no user losses: none is logged rather than a made-up 0.
+        user = {name: float(np.mean([x[key] for x in stats])) for name, key in names.items()} if stats else {}
         return {
             "step": self.step,
-            "lm_loss": float(np.mean([x["lm_loss"] for x in stats])),
-            "rec_loss": float(np.mean([x["rec_loss"] for x in stats])),
-            "kd_loss": float(np.mean([x["kd_loss"] for x in stats])),
+            "phase": "item_warmup" if warmup else "joint",
+            **user,
             "item_loss": items["item_loss"],
-            "target_rank_mean": float(np.mean([x["rank"] for x in stats])),
             "grad_norm": float(grad_norm),
             "step_s": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1),
@@ -359,7 +361,8 @@ class SFTTrainer(TrainerBase):
                 self.refresh_bank()
             self._log(record)
             bar.update(1)
-            bar.set_postfix(lm=f"{record['lm_loss']:.3f}", rec=f"{record['rec_loss']:.3f}", best=f"{self.best:.4f}")
+            losses = {k: f"{record[k]:.3f}" for k in ("lm_loss", "rec_loss", "item_loss") if k in record}
+            bar.set_postfix(**losses, best=f"{self.best:.4f}")
             if self.step % cfg.save_every == 0:
                 self.checkpoint()
         bar.close()

@@ -16,6 +16,9 @@ HISTORY = [
     {"item_id": "101", "rating": 3, "timestamp": 1_600_003_600},
     {"item_id": "102", "timestamp": 1_600_007_200},
 ]
+# Where two answers are compared, a fixed "now": the prompt shows ages to the tenth of an hour, so requests seconds
+# apart could otherwise straddle a step and read different prompts.
+AS_OF = 1_600_010_000
 
 
 def post(server, body, path="/v1/recommend", **kw):
@@ -165,7 +168,13 @@ def test_concurrent_requests_are_batched_and_all_succeed(server):
     async def main():
         async with httpx.AsyncClient(timeout=120) as client:
             bodies = [
-                {"history": HISTORY[: 1 + i % 3], "k": 2, "max_reasoning_tokens": 4 + i, "use_cache": False}
+                {
+                    "history": HISTORY[: 1 + i % 3],
+                    "k": 2,
+                    "max_reasoning_tokens": 4 + i,
+                    "use_cache": False,
+                    "as_of": AS_OF,
+                }
                 for i in range(6)
             ]
             return await asyncio.gather(*(client.post(server.url + "/v1/recommend", json=b) for b in bodies))
@@ -177,7 +186,13 @@ def test_concurrent_requests_are_batched_and_all_succeed(server):
     assert batches < len(results), batches  # some requests shared a batch
     # Batching changes nothing: each answer equals the same request served alone (greedy, no cache).
     for i, r in enumerate(results):
-        body = {"history": HISTORY[: 1 + i % 3], "k": 2, "max_reasoning_tokens": 4 + i, "use_cache": False}
+        body = {
+            "history": HISTORY[: 1 + i % 3],
+            "k": 2,
+            "max_reasoning_tokens": 4 + i,
+            "use_cache": False,
+            "as_of": AS_OF,
+        }
         alone = httpx.post(server.url + "/v1/recommend", json=body, timeout=120).json()
         assert alone["reasoning"] == r.json()["reasoning"]
         assert [x["item_id"] for x in alone["items"]] == [x["item_id"] for x in r.json()["items"]]

@@ -67,6 +67,28 @@ def test_the_item_tower_learns_the_collaborative_neighbourhoods(tiny_model_dir, 
     assert off.train_step(batch)["item_loss"] == 0.0
 
 
+def test_item_warmup_steps_train_the_item_tower_alone_then_everything(tiny_model_dir, dataset_dir, tmp_path):
+    cfg = SFTConfig(
+        batch_size=2, micro_batch=2, lr=5e-3, lora_r=8, lora_alpha=16, lora_top_layers=0, bf16=False, item_batch=64
+    )
+    trainer = SFTTrainer(
+        SFTConfig(**{**cfg.to_dict(), "item_warmup_steps": 2}),
+        tiny_model_dir,
+        dataset_dir,
+        tmp_path / "run",
+        domain_templates("movies_evidence"),
+        progress=False,
+    )
+    trainer.refresh_bank()
+    batch = trainer.train_samples[:2]
+    warm = [trainer.train_step(batch) for _ in range(2)]
+    for record in warm:
+        assert record["phase"] == "item_warmup" and record["item_loss"] > 0
+        assert "lm_loss" not in record and "rec_loss" not in record  # no user forward, and no made-up zero
+    joint = trainer.train_step(batch)
+    assert joint["phase"] == "joint" and joint["lm_loss"] > 0 and joint["item_loss"] > 0
+
+
 def test_fixed_sequences_run_the_top_layers_only_and_give_the_same_bank(tiny_model_dir, dataset_dir, tmp_path):
     from r2ec.encoder import encode
 
