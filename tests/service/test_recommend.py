@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -164,19 +165,14 @@ async def test_service_ranks_exactly_as_the_offline_evaluator(server, tiny_bundl
                     assert r.json()["reasoning"] == offline.reasoning
 
 
+def _batch_body(i: int) -> dict[str, Any]:
+    return {"history": HISTORY[: 1 + i % 3], "k": 2, "max_reasoning_tokens": 4 + i, "use_cache": False, "as_of": AS_OF}
+
+
 def test_concurrent_requests_are_batched_and_all_succeed(server):
     async def main():
         async with httpx.AsyncClient(timeout=120) as client:
-            bodies = [
-                {
-                    "history": HISTORY[: 1 + i % 3],
-                    "k": 2,
-                    "max_reasoning_tokens": 4 + i,
-                    "use_cache": False,
-                    "as_of": AS_OF,
-                }
-                for i in range(6)
-            ]
+            bodies = [_batch_body(i) for i in range(6)]
             return await asyncio.gather(*(client.post(server.url + "/v1/recommend", json=b) for b in bodies))
 
     batches_before = httpx.get(server.url + "/ready").json()["engine"]["batches"]
@@ -186,13 +182,6 @@ def test_concurrent_requests_are_batched_and_all_succeed(server):
     assert batches < len(results), batches  # some requests shared a batch
     # Batching changes nothing: each answer equals the same request served alone (greedy, no cache).
     for i, r in enumerate(results):
-        body = {
-            "history": HISTORY[: 1 + i % 3],
-            "k": 2,
-            "max_reasoning_tokens": 4 + i,
-            "use_cache": False,
-            "as_of": AS_OF,
-        }
-        alone = httpx.post(server.url + "/v1/recommend", json=body, timeout=120).json()
+        alone = httpx.post(server.url + "/v1/recommend", json=_batch_body(i), timeout=120).json()
         assert alone["reasoning"] == r.json()["reasoning"]
         assert [x["item_id"] for x in alone["items"]] == [x["item_id"] for x in r.json()["items"]]
