@@ -135,7 +135,7 @@ class Recommender:
         exclude: Iterable[str] = (),
     ) -> UserVector:
         message = self.prompt_for(history, now, exclude)
-        events = self.stream_user_vector(message, options, request_id, reasoning)
+        events = self.stream_user_vector(message, replace(options, deltas=False), request_id, reasoning)
         return await final(events, "pipeline ended without a user vector")
 
     async def vector_for(

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from r2ec import logs
 from r2ec.catalog import Catalog, Event
@@ -173,9 +173,10 @@ class RecommendService:
         return hit
 
     async def stream(
-        self, req: RecommendRequest, request_id: str, tenant: str | None = None
+        self, req: RecommendRequest, request_id: str, tenant: str | None = None, deltas: bool = True
     ) -> AsyncGenerator[Delta | RecommendResponse, None]:
-        """Reasoning deltas as generated (none on a cache hit), then the response."""
+        """Reasoning deltas as generated (none on a cache hit), then the response. ``deltas=False``: the caller
+        keeps only the response, so the engine need not report each step (``GenerationOptions.deltas``)."""
         started = time.perf_counter()
         prep = await self.prepare(req, tenant)
         rec = self.recommender
@@ -188,7 +189,7 @@ class RecommendService:
         else:
             relay: Relay[UserVector] = Relay()
             async for delta in relay.deltas(
-                rec.stream_user_vector(prep.message, prep.options, request_id, req.reasoning)
+                rec.stream_user_vector(prep.message, replace(prep.options, deltas=deltas), request_id, req.reasoning)
             ):
                 yield delta
             result = relay.result
@@ -248,13 +249,13 @@ class RecommendService:
         )
 
     async def bounded(
-        self, req: RecommendRequest, request_id: str, tenant: str | None = None
+        self, req: RecommendRequest, request_id: str, tenant: str | None = None, deltas: bool = True
     ) -> AsyncGenerator[Delta | RecommendResponse, None]:
         """``stream`` under the request deadline, for unary and streaming alike: past it, ``ApiError(TIMEOUT)``
         is raised and the engine request is aborted (closing ``stream`` closes the engine's)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.request_timeout_s
-        inner = self.stream(req, request_id, tenant)
+        inner = self.stream(req, request_id, tenant, deltas)
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -274,7 +275,7 @@ class RecommendService:
             await inner.aclose()
 
     async def recommend(self, req: RecommendRequest, request_id: str, tenant: str | None = None) -> RecommendResponse:
-        return await final(self.bounded(req, request_id, tenant), "pipeline ended without a response")
+        return await final(self.bounded(req, request_id, tenant, deltas=False), "pipeline ended without a response")
 
     @asynccontextmanager
     async def admitted(self) -> AsyncIterator[None]:

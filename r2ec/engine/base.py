@@ -40,6 +40,9 @@ class GenerationOptions:
     top_p: float = 1.0
     seed: int | None = None
     fixed_length: bool = False  # benchmarks: generate exactly max_tokens, ignoring <answer> and EOS
+    # False: the caller keeps only the result, so an engine may skip its per-step outputs (vLLM: FINAL_ONLY, what
+    # its own server does for a completion that is not streamed); one Delta of the whole reasoning still comes.
+    deltas: bool = True
 
     @property
     def greedy(self) -> bool:

@@ -242,6 +242,7 @@ class VLLMEngine(Engine):
 
     def _sampling_params(self, options: GenerationOptions, force: bool = False) -> Any:
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         max_tokens, extra_args = options.max_tokens, None
         if force:
@@ -261,6 +262,9 @@ class VLLMEngine(Engine):
             stop_token_ids=[] if options.fixed_length else self._stop_ids,
             ignore_eos=options.fixed_length,
             skip_special_tokens=True,
+            # Per-step outputs cost the front end a wake-up and a text update per request and step; a caller that
+            # keeps only the result gets the one final output (the text and ids in full, as cumulatively).
+            output_kind=RequestOutputKind.CUMULATIVE if options.deltas else RequestOutputKind.FINAL_ONLY,
         )
 
     async def stream(
@@ -285,7 +289,8 @@ class VLLMEngine(Engine):
                 request_id=engine_id,
             ):
                 completion = out.outputs[0]
-                self.generated_tokens += len(completion.token_ids) - counted  # aborted requests count too
+                # aborted requests count too, where their steps were reported (not under FINAL_ONLY)
+                self.generated_tokens += len(completion.token_ids) - counted
                 counted = len(completion.token_ids)
                 delta = stream.update(completion.text)
                 if delta:

@@ -343,3 +343,42 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
         assert gen.finish_reason == "length" and gen.text == plain.text
         assert gen.token_ids == ([*plain.token_ids, *answer] if writes else plain.token_ids)
         assert (gen.final_state is not None) is writes
+
+
+async def test_a_caller_that_keeps_only_the_result_gets_the_same_generation_from_one_output(
+    vllm_engine, tiny_bundle, users
+):
+    """``deltas=False`` (a unary request, the evaluator) asks vLLM for the final output only, as its own server
+    does for a completion that is not streamed: the same text, ids, ending and vector as the step-by-step stream,
+    with the reasoning in one piece instead of a delta per step."""
+    from r2ec.engine.base import Delta, Generation
+
+    b = load_bundle(tiny_bundle)
+    rec = b.recommender(vllm_engine)
+    stepwise = []
+    for i, s in enumerate(users[:3]):
+        prompt = rec.renderer.generation_prompt_ids(rec.prompt_for(s.history, s.now))
+        runs = {}
+        for deltas in (True, False):
+            events = [
+                e
+                async for e in vllm_engine.stream(
+                    prompt, GenerationOptions(max_tokens=24, deltas=deltas), f"d{i}{deltas}"
+                )
+            ]
+            runs[deltas] = ([e.text for e in events if isinstance(e, Delta)], events[-1])
+        (steps, streamed), (pieces, whole) = runs[True], runs[False]
+        assert isinstance(streamed, Generation) and isinstance(whole, Generation)
+        assert (whole.text, whole.token_ids, whole.finish_reason, whole.num_tokens) == (
+            streamed.text,
+            streamed.token_ids,
+            streamed.finish_reason,
+            streamed.num_tokens,
+        )
+        assert "".join(pieces) == "".join(steps) and len(pieces) <= 2
+        stepwise.append(len(steps))
+        assert (whole.final_state is None) == (streamed.final_state is None)
+        if whole.final_state is not None:
+            a, c = (v / np.linalg.norm(v) for v in (whole.final_state, streamed.final_state))
+            assert float(a @ c) >= 0.9999
+    assert max(stepwise) > 2  # the stream did come in steps, so one piece means one output
