@@ -36,7 +36,7 @@ from r2ec.evidence import Transitions
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
 from r2ec.prompts import history_window
-from r2ec.scoring import TAU
+from r2ec.scoring import TAU, target_rank_and_probability
 
 
 def optimise(
@@ -88,6 +88,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     shapes: list[str] = []
+    mean = vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0))  # the direction every item shares
     for n in (int(x) for x in args.sizes.split(",")):
         users: list[np.ndarray] = []
         teachers: list[np.ndarray] = []
@@ -118,7 +119,6 @@ def main() -> None:
         found_vectors = {"centroid": start}
         if args.steps > 0:
             found_vectors["optimised"] = optimise(vectors, start, np.stack(teachers), mask, args.steps)
-            mean = vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0))
             opt = found_vectors["optimised"]
             shapes.append(
                 f"n {n}: optimised vs centroid cosine {np.mean(np.sum(opt * start, axis=1)):.3f}, "
@@ -126,9 +126,7 @@ def main() -> None:
             )
         misses = len(test) - len(targets)
         results: dict[str, dict[str, float]] = {}
-        for name in ("centroid", "optimised", "first"):
-            if name not in found_vectors and name != "first":
-                continue
+        for name in [*found_vectors, "first"]:
             ranks: list[int | None] = [None] * misses
             scores_all = vectors @ found_vectors["centroid" if name == "first" else name].T
             for i, target in enumerate(targets):
@@ -136,9 +134,8 @@ def main() -> None:
                 if name == "first":
                     rows, weights = firsts[i]
                     scores[rows] = 10.0 + weights / weights.max()
-                scores[~mask[i]] = -np.inf
-                rank = int(np.sum(scores > scores[target]))
-                ranks.append(rank if rank < 20 and np.isfinite(scores[target]) else None)
+                rank, _ = target_rank_and_probability(scores, target, np.flatnonzero(~mask[i]))
+                ranks.append(rank if rank < 20 else None)
             results[name] = summarize(ranks)
         c, f = results["centroid"], results["first"]
         o = results.get("optimised")

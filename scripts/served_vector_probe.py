@@ -19,6 +19,7 @@ from r2ec.engine.base import GenerationOptions
 from r2ec.exclusion import excluded_rows
 from r2ec.metrics import summarize
 from r2ec.prompts import history_window
+from r2ec.scoring import target_rank_and_probability
 
 B = Path.home() / ".cache/r2ec/bundles/demo-smollm2-ml100k"
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
@@ -62,9 +63,7 @@ async def main():
             ("centred both", Vc @ ((u - mu) / np.linalg.norm(u - mu))),
             ("user centred", V @ (u - mu)),
         ):
-            sc = sc.copy()
-            sc[list(masked)] = -np.inf
-            r = int(np.sum(sc > sc[t]))
+            r, _ = target_rank_and_probability(sc, t, masked)
             ranks[name].append(r if r < 20 else None)
     for name, r in ranks.items():
         m = summarize(r)
