@@ -74,6 +74,16 @@ def train(
     lora_r: Annotated[int | None, typer.Option(help=_per_stage("LoRA rank.", "lora_r"))] = None,
     lora_alpha: Annotated[int | None, typer.Option(help=_per_stage("LoRA alpha.", "lora_alpha"))] = None,
     kd_weight: Annotated[float, typer.Option(help="sft: weight of the distillation from the evidence table.")] = 1.0,
+    kd_candidates: Annotated[
+        int, typer.Option(help="sft: the distillation's teacher spreads over the top N evidence candidates.")
+    ] = SFTConfig.kd_candidates,
+    kd_teacher: Annotated[
+        str,
+        typer.Option(help="sft: the teacher's weights: softmax (of scores over their max) or linear (over their sum)."),
+    ] = SFTConfig.kd_teacher,
+    rec_weight: Annotated[
+        float, typer.Option(help="sft: weight of the recommendation loss on the target.")
+    ] = SFTConfig.rec_weight,
     item_weight: Annotated[float, typer.Option(help="sft: weight of the item tower's collaborative loss.")] = 1.0,
     item_batch: Annotated[
         int, typer.Option(help="sft: items per step in the item tower's collaborative loss.")
@@ -120,6 +130,8 @@ def train(
         fail("stage must be sft or recpo")
     if not _device_name_ok(device):
         fail(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if kd_teacher not in ("softmax", "linear") or kd_candidates < 1:
+        fail("--kd-teacher must be softmax or linear, and --kd-candidates at least 1")
     if item_warmup_steps < 0 or (item_warmup_steps and item_weight <= 0):
         fail("--item-warmup-steps must be >= 0, and needs an --item-weight above 0 (the loss it trains)")
     mask_for(protocol, None)
@@ -176,6 +188,9 @@ def train(
             micro_batch=micro_batch,
             lora_top_layers=lora_top_layers,
             kd_weight=kd_weight,
+            kd_candidates=kd_candidates,
+            kd_teacher=kd_teacher,
+            rec_weight=rec_weight,
             item_weight=item_weight,
             item_batch=item_batch,
             item_warmup_steps=item_warmup_steps,

@@ -214,13 +214,20 @@ class SFTTrainer(TrainerBase):
                 continue
             rows = torch.tensor([c.row for c in found], device=logits.device)
             scores = torch.tensor([c.score for c in found], device=logits.device)
-            terms.append(self.soft_target_ce(torch.log_softmax(logits[i], dim=0), rows, scores))
+            linear = self.cfg.kd_teacher == "linear"
+            terms.append(self.soft_target_ce(torch.log_softmax(logits[i], dim=0), rows, scores, linear=linear))
         return torch.stack(terms).mean() if terms else torch.zeros((), device=logits.device)
 
-    def soft_target_ce(self, log_probs: torch.Tensor, rows: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of ``log_probs`` (over the catalog) against the teacher softmax of ``scores`` at ``rows``
-        (scale-free: scores over their max, at ``kd_temperature``)."""
-        teacher = torch.softmax(scores / scores.max() / self.cfg.kd_temperature, dim=0)
+    def soft_target_ce(
+        self, log_probs: torch.Tensor, rows: torch.Tensor, scores: torch.Tensor, linear: bool = False
+    ) -> torch.Tensor:
+        """Cross-entropy of ``log_probs`` (over the catalog) against the teacher distribution of ``scores`` at
+        ``rows``: their softmax (scale-free: scores over their max, at ``kd_temperature``), or with ``linear``
+        the scores over their sum."""
+        if linear:
+            teacher = scores / scores.sum()
+        else:
+            teacher = torch.softmax(scores / scores.max() / self.cfg.kd_temperature, dim=0)
         return -(teacher * log_probs[rows]).sum()
 
     def live_item_vectors(self, rows: Sequence[int]) -> tuple[torch.Tensor, float]:

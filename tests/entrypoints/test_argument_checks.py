@@ -52,6 +52,10 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
         "train on an unknown device": [
             "train", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle), "--device", "tpu",
         ],
+        "train with an unknown distillation teacher": [
+            "train", "--stage", "sft", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle),
+            "--kd-teacher", "uniform",
+        ],
     }  # fmt: skip
 
 
@@ -69,6 +73,7 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
         "baseline with an unknown method",
         "train with missing data",
         "train on an unknown device",
+        "train with an unknown distillation teacher",
     ],
 )
 def test_refused_at_once_with_one_line(case, tiny_bundle, dataset_dir, tmp_path):

@@ -151,3 +151,26 @@ def test_lm_positions_samples_that_many_completion_tokens(tiny_model_dir, datase
     finally:
         handle.remove()
     assert seen == [3, 3] and stats["lm_loss"] > 0
+
+
+def test_the_linear_teacher_weighs_the_candidates_by_their_scores(tiny_model_dir, dataset_dir, tmp_path):
+    """``kd_teacher="linear"``: the teacher is the scores over their sum (the distribution whose optimum the item
+    space probe ranks with), not the peaked softmax; its cross-entropy is minimal where the student matches it."""
+    cfg = SFTConfig(batch_size=2, micro_batch=2, lora_top_layers=0, bf16=False, kd_teacher="linear", kd_candidates=8)
+    trainer = SFTTrainer(
+        cfg, tiny_model_dir, dataset_dir, tmp_path / "run", domain_templates("movies_evidence"), progress=False
+    )
+    rows = torch.tensor([0, 2, 3])
+    scores = torch.tensor([3.0, 1.0, 0.5])
+    teacher = scores / scores.sum()
+    matched = torch.full((5,), -30.0)
+    matched[rows] = teacher.log()
+    linear = trainer.soft_target_ce(matched, rows, scores, linear=True)
+    assert torch.isclose(linear, -(teacher * teacher.log()).sum())  # the teacher's entropy: the minimum
+    peaked = torch.softmax(scores / scores.max() / cfg.kd_temperature, dim=0)
+    assert peaked[0] > 0.99 > teacher[0]  # what the default teacher would have taught instead
+    assert torch.isclose(trainer.soft_target_ce(matched, rows, scores), -(peaked * matched[rows]).sum())
+    # And the step takes it: the distillation term a step reports is the linear teacher's.
+    trainer.refresh_bank()
+    record = trainer.train_step(trainer.train_samples[:2])
+    assert record["kd_loss"] > 0
