@@ -61,7 +61,13 @@ def bench(
     vllm_requests: Annotated[
         int, typer.Option(help="vllm: requests per concurrency level on each server (r2ec serve, vLLM's own).")
     ] = 50,
-    vllm_seconds: Annotated[int, typer.Option(help="vllm: time limit of one level on one server, seconds.")] = 1200,
+    vllm_seconds: Annotated[
+        int, typer.Option(help="vllm: time limit of one round of a level on one server, seconds.")
+    ] = 1200,
+    vllm_rounds: Annotated[
+        int,
+        typer.Option(help="vllm: each level's requests in this many runs per server, the order alternating."),
+    ] = 2,
     vllm_dtypes: Annotated[
         str,
         typer.Option(
@@ -164,6 +170,7 @@ def bench(
         scaling_backend=scaling_backend,
         vllm_requests=vllm_requests,
         vllm_seconds=vllm_seconds,
+        vllm_rounds=vllm_rounds,
         vllm_dtypes=tuple(d for d in vllm_dtypes.split(",") if d.strip()),
         vllm_kv_cache_gib=vllm_kv_cache_gib,
         vllm_gpu_memory_utilization=vllm_gpu_memory_utilization,

@@ -46,7 +46,10 @@ class BenchConfig:
     scaling_requests: int = 50  # per level: a closed loop stops after this many requests ...
     scaling_seconds: int = 1200  # ... or after this many seconds, whichever comes first
     vllm_requests: int = 50  # per level and server
-    vllm_seconds: int = 1200  # time limit of one level on one server
+    vllm_seconds: int = 1200  # time limit of one round of a level on one server
+    # Each level's requests in this many runs per server, the order alternating (A B, B A, ...): the machine's
+    # drift over a level then weighs on both servers alike, where one block per server lands on one side of it.
+    vllm_rounds: int = 2
     vllm_dtypes: tuple[str, ...] = ()  # empty: the bundle's serving dtype
     vllm_kv_cache_gib: int = 1  # both servers (VLLM_CPU_KVCACHE_SPACE)
     vllm_gpu_memory_utilization: float = 0.4  # each server's share; both are up at once (one idle)

@@ -283,8 +283,14 @@ def _vllm(v: dict[str, Any]) -> list[str]:
         f"against `POST /v1/completions` on `{v['vllm_server']['command']}`. Both: max_model_len "
         f"{e['max_model_len']}, enforce_eager {e['enforce_eager']}, max_num_seqs {e['max_num_seqs']}, KV cache "
         f"{e['kv_cache_gib']} GiB, KV block size {e.get('block_size') or 'vLLM default'}, prefix caching on, "
-        f"seed {e['seed']}. Closed loop of {v['requests_per_level']} "
-        "requests per level and server, one server loaded at a time, order alternating per level.",
+        f"seed {e['seed']}. Closed loop of {v['requests_per_level']} requests per level and server"
+        + (
+            f", in {v['rounds_per_level']} rounds per server whose order alternates (A B, B A, ...); a level's "
+            "figures are its rounds together"
+            if v.get("rounds_per_level", 1) > 1
+            else ""
+        )
+        + "; one server loaded at a time, the first server alternating per level.",
         "",
     ]
     for dtype, d in v["dtypes"].items():
@@ -303,6 +309,7 @@ def _vllm(v: dict[str, Any]) -> list[str]:
                 "recommend p50",
                 "vLLM p50",
                 "p50 ratio",
+                "ratio per round",
                 "same tokens",
             ],
         )
@@ -318,6 +325,7 @@ def _vllm(v: dict[str, Any]) -> list[str]:
                     _ms(r),
                     _ms(w),
                     "-" if row.get("p50_ratio") is None else f"{row['p50_ratio']:.3f}",
+                    ", ".join("-" if x is None else f"{x:.2f}" for x in row.get("rps_ratio_per_round") or []) or "-",
                     "-" if agree is None else f"{agree:.2f}",
                 )
             )

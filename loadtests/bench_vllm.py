@@ -7,13 +7,16 @@ Both servers generate from the same prompts: for each real history, ours gets ``
 ``as_of`` the sample's time) and vLLM gets ``POST /v1/completions`` whose ``prompt`` is the token ids our service
 feeds its engine for that request (``Recommender.prompt_for`` + ``generation_prompt_ids``), greedy, the same
 budget and stops. Ours then also captures the user vector and ranks; that is what the ratio prices. Both servers
-are up for the whole scenario but only one receives load at a time; the order alternates per level.
+are up for the whole scenario but only one receives load at a time. Each level runs in ``vllm_rounds`` rounds per
+server, the order alternating round by round (A B, B A, ...), so that a drift of the machine's speed during the
+level weighs on both alike; a level's figures are its rounds' requests together, and each round's ratio is kept.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from itertools import pairwise
 from typing import Any, cast
 
 import httpx
@@ -25,6 +28,7 @@ from loadtests.bench_harness import (
     level_bodies,
     load,
     loop_summary,
+    merge_loops,
     request_body,
     service_message,
 )
@@ -121,6 +125,16 @@ def paired_bodies(cfg: BenchConfig, bundle: Bundle, samples: list[Any]) -> tuple
     return ours, theirs
 
 
+def round_slices(n: int, rounds: int) -> list[slice]:
+    """``n`` requests in ``rounds`` consecutive parts as even as can be (each a different stretch of histories)."""
+    bounds = [n * k // rounds for k in range(rounds + 1)]
+    return [slice(a, b) for a, b in pairwise(bounds) if b > a]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
 def _ours(body: bytes) -> tuple[int, str]:
     r = json.loads(body)
     return int(r.get("reasoning_tokens") or 0), str(r.get("reasoning") or "")
@@ -170,6 +184,7 @@ def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     return {
         "tokens": cfg.tokens,
         "requests_per_level": cfg.vllm_requests,
+        "rounds_per_level": max(1, min(cfg.vllm_rounds, cfg.vllm_requests)),
         "seconds_limit_per_level": cfg.vllm_seconds,
         "settings": e,
         "recommend_server": "r2ec serve --backend vllm (model "
@@ -204,21 +219,34 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
         info["cpu_binding"] = httpx.get(ours.url + "/ready", timeout=30).json()["engine"].get("cpu_binding")
         for name, srv, body in (("recommend", ours, warm[0]), ("vllm", theirs, warm[1])):
             load(srv.url, body, 1, 1, cfg.vllm_seconds, path=paths[name])  # first-request costs, not measured
+        rounds = max(1, min(cfg.vllm_rounds, n))
         for j, c in enumerate(cfg.concurrency):
-            order = ("recommend", "vllm") if j % 2 == 0 else ("vllm", "recommend")
-            runs: dict[str, LoopResult] = {}
-            for name in order:
-                srv_url = ours.url if name == "recommend" else theirs.url
-                bodies = level_bodies(ours_bodies if name == "recommend" else theirs_bodies, j, n)
-                runs[name] = load(srv_url, bodies, c, n, cfg.vllm_seconds, path=paths[name], keep_bodies=True)
-            r, v = loop_summary(runs["recommend"]), loop_summary(runs["vllm"])
+            first = ("recommend", "vllm") if j % 2 == 0 else ("vllm", "recommend")
+            runs: dict[str, list[LoopResult]] = {"recommend": [], "vllm": []}
+            orders: list[list[str]] = []
+            for k, part in enumerate(round_slices(n, rounds)):
+                order = first if k % 2 == 0 else first[::-1]
+                orders.append(list(order))
+                for name in order:
+                    srv_url = ours.url if name == "recommend" else theirs.url
+                    bodies = level_bodies(ours_bodies if name == "recommend" else theirs_bodies, j, n)[part]
+                    runs[name].append(
+                        load(srv_url, bodies, c, len(bodies), cfg.vllm_seconds, path=paths[name], keep_bodies=True)
+                    )
+            merged = {name: merge_loops(rs) for name, rs in runs.items()}
+            r, v = loop_summary(merged["recommend"]), loop_summary(merged["vllm"])
+            per_round = [
+                _ratio(loop_summary(a)["rps"], loop_summary(b)["rps"])
+                for a, b in zip(runs["recommend"], runs["vllm"], strict=True)
+            ]
             levels[str(c)] = {
-                "order": list(order),
+                "order": orders,
                 "recommend": r,
                 "vllm": v,
-                "rps_ratio": r["rps"] / v["rps"] if r.get("rps") and v.get("rps") else None,
-                "p50_ratio": r["p50_ms"] / v["p50_ms"] if r.get("p50_ms") and v.get("p50_ms") else None,
-                "agreement": agreement(runs["recommend"], runs["vllm"]),
+                "rps_ratio": _ratio(r.get("rps"), v.get("rps")),
+                "p50_ratio": _ratio(r.get("p50_ms"), v.get("p50_ms")),
+                "rps_ratio_per_round": per_round,
+                "agreement": agreement(merged["recommend"], merged["vllm"]),
             }
             row = levels[str(c)]
             cfg.progress(

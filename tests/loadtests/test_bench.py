@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from entrypoints.cli import app
 from loadtests.bench_harness import dist
 from loadtests.bench_report import render_markdown
+from loadtests.bench_vllm import round_slices
 from r2ec.engine.selection import native_bf16
 
 
@@ -78,6 +79,9 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
         for side in ("recommend", "vllm"):
             assert row[side]["requests"] == 4 and row[side]["failures"] == 0
         assert row["rps_ratio"] > 0 and row["p50_ratio"] > 0
+        # Two rounds per server, the second in the other order; each round's ratio is kept.
+        assert len(row["order"]) == 2 and row["order"][1] == row["order"][0][::-1]
+        assert len(row["rps_ratio_per_round"]) == 2 and all(x > 0 for x in row["rps_ratio_per_round"])
     counters = vllm[picked]["engine_counters"]  # every generation of ours, all levels and the warm-up (4 + 4 + 1)
     assert counters["prefill"]["generation"]["requests"] >= 9 and counters["answer_forced"] >= 0
     # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.
@@ -88,6 +92,14 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text
     assert "As served (1 of the prompts" in text and "| a capture pass |" in text
     assert "## 4. Cache-hit path against its floor" in text and "## 6. r2ec serve against vLLM's own server" in text
+
+
+def test_round_slices_cover_every_request_once():
+    for n, rounds in ((50, 2), (50, 3), (4, 2), (5, 4), (3, 3)):
+        parts = round_slices(n, rounds)
+        covered = [i for p in parts for i in range(n)[p]]
+        assert covered == list(range(n)) and len(parts) == rounds
+        assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
 
 
 def test_dist_percentiles():
