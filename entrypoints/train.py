@@ -110,7 +110,10 @@ def train(
     eval_max_new_tokens: Annotated[int, typer.Option(help="Greedy reasoning tokens at validation.")] = 64,
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 3,
     protocol: Annotated[str, typer.Option(help="Split whose train part is learnt from (loo or temporal).")] = "loo",
-    time_limit_s: Annotated[float, typer.Option(help="Stop (with a final validation) after this long.")] = 0.0,
+    time_limit_s: Annotated[
+        float,
+        typer.Option(help="Stop (with a final validation) after this long (sft: after the frozen layers' caches)."),
+    ] = 0.0,
     bf16: Annotated[
         bool | None,
         typer.Option(

@@ -344,12 +344,19 @@ class SFTTrainer(TrainerBase):
                 "evidence": self.evidence_info,
             },
         )
+        # The frozen layers' one-off caches (the catalog, the validation samples, the pool) before the clock: on a
+        # slow CPU they take longer than the training a time limit is meant to bound.
+        self.fixed_states("items", self.item_sequences(range(len(self.catalog))))
+        self.fixed_states("valid", [self.user_sequence(s)[0] for s in self.valid_samples])
+        if self.pool:
+            self.pooled_states(self.pool[:1])
         started = time.monotonic()
         rng = random.Random(cfg.seed * 7919 + self.step)
         if self.step == 0:
             first = self.validate()
             self.best = first["valid_ndcg@10"]
             self._log({"step": 0, **first})
+            self.save_adapter(self.out / "adapter")  # the best so far: a run that never beats it keeps this
         else:
             self.refresh_bank()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="SFT", unit="step", disable=not self.progress)
@@ -359,7 +366,9 @@ class SFTTrainer(TrainerBase):
                 stop = "time_limit"
                 break
             record: dict[str, Any] = self.train_step(rng.sample(self.pool or self.train_samples, cfg.batch_size))
-            if self.step % cfg.eval_every == 0:
+            out_of_time = bool(cfg.time_limit_s) and time.monotonic() - started > cfg.time_limit_s
+            # The last step is validated too, so the adapter kept is the best of every step the run made.
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps or out_of_time:
                 record.update(self.validate())
                 if record["valid_ndcg@10"] > self.best:
                     self.best = record["valid_ndcg@10"]
@@ -372,6 +381,9 @@ class SFTTrainer(TrainerBase):
             bar.set_postfix(**losses, best=f"{self.best:.4f}")
             if self.step % cfg.save_every == 0:
                 self.checkpoint()
+            if out_of_time:
+                stop = "time_limit"
+                break
         bar.close()
         self.checkpoint()
         if not (self.out / "adapter").exists():

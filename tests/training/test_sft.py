@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from r2ec.templates import domain_templates
@@ -174,3 +176,41 @@ def test_the_linear_teacher_weighs_the_candidates_by_their_scores(tiny_model_dir
     trainer.refresh_bank()
     record = trainer.train_step(trainer.train_samples[:2])
     assert record["kd_loss"] > 0
+
+
+def test_a_run_out_of_time_validates_its_last_step_and_keeps_the_best_adapter(
+    tiny_model_dir, dataset_dir, tmp_path, monkeypatch
+):
+    """The frozen layers' caches are built before the clock starts; the step that runs out of time is validated
+    (its record has valid metrics); OUT/adapter holds the best validated weights, the start's when none beat it."""
+    import json
+    import time as clock
+
+    cfg = SFTConfig(
+        batch_size=2, micro_batch=2, lora_top_layers=0, train_top_layers=1, user_pool=4, bf16=False,
+        max_steps=50, eval_every=50, eval_samples=4, time_limit_s=6.0,
+    )  # fmt: skip
+    trainer = SFTTrainer(
+        cfg, tiny_model_dir, dataset_dir, tmp_path / "run", domain_templates("movies_evidence"), progress=False
+    )
+    step, states = trainer.train_step, trainer.prefix.states
+
+    def slow_step(batch: Any) -> Any:
+        clock.sleep(4.0)
+        return step(batch)
+
+    def slow_states(*args: Any, **kwargs: Any) -> Any:  # each cache takes longer than the whole time limit
+        clock.sleep(7.0)
+        return states(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", slow_step)
+    monkeypatch.setattr(trainer.prefix, "states", slow_states)
+    summary = trainer.train()
+    # The caches came before the clock (three of them, 21 s against a limit of 6 s): steps ran, not none.
+    assert {"items", "valid", "train pool"} <= set(trainer._states)
+    assert summary["stop"] == "time_limit" and 1 <= summary["steps"] <= 2, summary
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    validated = [r["step"] for r in records if "valid_ndcg@10" in r]
+    assert validated == [0, summary["steps"]]  # the start and the last step (eval_every is 50)
+    assert summary["best_valid_ndcg@10"] == max(r["valid_ndcg@10"] for r in records if "valid_ndcg@10" in r)
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
