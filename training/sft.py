@@ -207,6 +207,7 @@ class SFTTrainer(TrainerBase):
         if self.cfg.kd_weight <= 0:
             return torch.zeros((), device=logits.device)
         terms = []
+        linear = self.cfg.kd_teacher == "linear"
         for i, (s, table) in enumerate(zip(samples, tables, strict=True)):
             window = [self.catalog.row_of[e.item_id] for e in history_window(s.history, self.templates)]
             found = table.candidates(window, self.masked(s), n=self.cfg.kd_candidates)
@@ -214,7 +215,6 @@ class SFTTrainer(TrainerBase):
                 continue
             rows = torch.tensor([c.row for c in found], device=logits.device)
             scores = torch.tensor([c.score for c in found], device=logits.device)
-            linear = self.cfg.kd_teacher == "linear"
             terms.append(self.soft_target_ce(torch.log_softmax(logits[i], dim=0), rows, scores, linear=linear))
         return torch.stack(terms).mean() if terms else torch.zeros((), device=logits.device)
 
