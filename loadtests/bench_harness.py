@@ -70,6 +70,11 @@ class BenchConfig:
     command: str = ""
     progress: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
+    @property
+    def rounds_per_level(self) -> int:
+        """Rounds a vs-vLLM level really runs: at least one, and never more than the level has requests."""
+        return max(1, min(self.vllm_rounds, self.vllm_requests))
+
 
 def dist(samples: Sequence[float]) -> dict[str, float]:
     xs = sorted(samples)

@@ -184,7 +184,7 @@ def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     return {
         "tokens": cfg.tokens,
         "requests_per_level": cfg.vllm_requests,
-        "rounds_per_level": max(1, min(cfg.vllm_rounds, cfg.vllm_requests)),
+        "rounds_per_level": cfg.rounds_per_level,
         "seconds_limit_per_level": cfg.vllm_seconds,
         "settings": e,
         "recommend_server": "r2ec serve --backend vllm (model "
@@ -219,7 +219,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
         info["cpu_binding"] = httpx.get(ours.url + "/ready", timeout=30).json()["engine"].get("cpu_binding")
         for name, srv, body in (("recommend", ours, warm[0]), ("vllm", theirs, warm[1])):
             load(srv.url, body, 1, 1, cfg.vllm_seconds, path=paths[name])  # first-request costs, not measured
-        rounds = max(1, min(cfg.vllm_rounds, n))
+        rounds = cfg.rounds_per_level
         for j, c in enumerate(cfg.concurrency):
             first = ("recommend", "vllm") if j % 2 == 0 else ("vllm", "recommend")
             runs: dict[str, list[LoopResult]] = {"recommend": [], "vllm": []}

@@ -60,6 +60,8 @@ class SFTTrainer(TrainerBase):
         self.pool: list[Sample] = []
         self._pool_at: dict[int, int] = {}
         self._pool_seqs: list[tuple[list[int], int]] = []
+        self._catalog_seqs: list[list[int]] = []
+        self._valid_seqs: list[list[int]] = []
         if self.cfg.user_pool > 0:
             n = min(self.cfg.user_pool, len(self.train_samples))
             self.pool = random.Random(self.cfg.seed + 2).sample(self.train_samples, n)
@@ -85,6 +87,18 @@ class SFTTrainer(TrainerBase):
     def item_sequences(self, rows: Sequence[int]) -> list[list[int]]:
         t = self.templates
         return [self.renderer.item_sequence_ids(t.item_prompt, item_text(self.catalog.items[r], t)) for r in rows]
+
+    def catalog_sequences(self) -> list[list[int]]:
+        """Every catalog item's sequence in row order; fixed for a run, so rendered once."""
+        if not self._catalog_seqs:
+            self._catalog_seqs = self.item_sequences(range(len(self.catalog)))
+        return self._catalog_seqs
+
+    def valid_sequences(self) -> list[list[int]]:
+        """The validation samples' user sequences (prompt + trace + ``<answer>``); fixed for a run, rendered once."""
+        if not self._valid_seqs:
+            self._valid_seqs = [self.user_sequence(s)[0] for s in self.valid_samples]
+        return self._valid_seqs
 
     def fixed_states(self, name: str, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor] | None:
         """The frozen layers' output for a fixed set of sequences (the catalog, the validation samples), computed
@@ -120,7 +134,7 @@ class SFTTrainer(TrainerBase):
 
     def refresh_bank(self) -> torch.Tensor:
         self.model.eval()
-        seqs = self.item_sequences(range(len(self.catalog)))
+        seqs = self.catalog_sequences()
         states = self.fixed_states("items", seqs)
         if states is not None:
             vectors = self.prefix.encode(states)
@@ -232,7 +246,7 @@ class SFTTrainer(TrainerBase):
 
     def live_item_vectors(self, rows: Sequence[int]) -> tuple[torch.Tensor, float]:
         """Normalised item vectors of catalog ``rows`` with gradients (the item tower), and the tokens it ran."""
-        states = self.fixed_states("items", self.item_sequences(range(len(self.catalog))))
+        states = self.fixed_states("items", self.catalog_sequences())
         if states is not None:  # the top layers only, from the cached output of the frozen ones
             chosen = [states[r] for r in rows]
             return F.normalize(self.prefix.forward_pooled(chosen).float(), dim=-1), float(sum(map(len, chosen)))
@@ -301,7 +315,7 @@ class SFTTrainer(TrainerBase):
     def validate(self) -> dict[str, float]:
         bank = self.refresh_bank().numpy()
         self.model.eval()
-        seqs = [self.user_sequence(s)[0] for s in self.valid_samples]
+        seqs = self.valid_sequences()
         states = self.fixed_states("valid", seqs)
         users = (
             self.prefix.encode(states, batch_size=8) if states is not None else encode(self.model, seqs, self.pad, 8)
@@ -346,8 +360,8 @@ class SFTTrainer(TrainerBase):
         )
         # The frozen layers' one-off caches (the catalog, the validation samples, the pool) before the clock: on a
         # slow CPU they take longer than the training a time limit is meant to bound.
-        self.fixed_states("items", self.item_sequences(range(len(self.catalog))))
-        self.fixed_states("valid", [self.user_sequence(s)[0] for s in self.valid_samples])
+        self.fixed_states("items", self.catalog_sequences())
+        self.fixed_states("valid", self.valid_sequences())
         if self.pool:
             self.pooled_states(self.pool[:1])
         started = time.monotonic()
