@@ -84,14 +84,13 @@ class SFTTrainer(TrainerBase):
         ids = self.renderer.user_sequence_ids(msg, self.trace(s, table))
         return ids, len(self.renderer.generation_prompt_ids(msg))
 
-    def item_sequences(self, rows: Sequence[int]) -> list[list[int]]:
-        t = self.templates
-        return [self.renderer.item_sequence_ids(t.item_prompt, item_text(self.catalog.items[r], t)) for r in rows]
-
     def catalog_sequences(self) -> list[list[int]]:
         """Every catalog item's sequence in row order; fixed for a run, so rendered once."""
         if not self._catalog_seqs:
-            self._catalog_seqs = self.item_sequences(range(len(self.catalog)))
+            t = self.templates
+            self._catalog_seqs = [
+                self.renderer.item_sequence_ids(t.item_prompt, item_text(it, t)) for it in self.catalog.items
+            ]
         return self._catalog_seqs
 
     def valid_sequences(self) -> list[list[int]]:
@@ -251,7 +250,8 @@ class SFTTrainer(TrainerBase):
             chosen = [states[r] for r in rows]
             return F.normalize(self.prefix.forward_pooled(chosen).float(), dim=-1), float(sum(map(len, chosen)))
         device = next(self.model.parameters()).device
-        ids, mask = pad_right(self.item_sequences(rows), self.pad, device)
+        catalog = self.catalog_sequences()  # rendered once, not per step
+        ids, mask = pad_right([catalog[r] for r in rows], self.pad, device)
         hidden = backbone(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
         return F.normalize(last_token_pool(hidden, mask).float(), dim=-1), float(mask.sum())
 

@@ -101,7 +101,7 @@ def test_fixed_sequences_run_the_top_layers_only_and_give_the_same_bank(tiny_mod
     assert trainer.prefix.enabled and trainer.prefix.start == 1
     bank = trainer.refresh_bank().numpy()
     assert "items" in trainer._states  # the catalog's frozen-layer output is cached
-    full = encode(trainer.model, trainer.item_sequences(range(len(trainer.catalog))), trainer.pad)
+    full = encode(trainer.model, trainer.catalog_sequences(), trainer.pad)
     assert float((bank * full).sum(axis=1).min()) > 0.99999
     stats = trainer.train_step(trainer.train_samples[:2])
     assert stats["item_loss"] > 0 and stats["rec_loss"] > 0
