@@ -131,6 +131,41 @@ def machine() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """The machine's CPU time so far (the first line of /proc/stat, in clock ticks): all of it, and the part a
+    hypervisor gave to other guests (steal). On a shared VM steal is time lost by whatever ran meanwhile, so two
+    runs compared side by side are only comparable where their steal shares are alike."""
+
+    total: int
+    steal: int
+
+    @classmethod
+    def parse(cls, stat: str) -> CpuTimes | None:
+        """From /proc/stat's text; None where its ``cpu`` line has no steal column (kernels before 2.6.11)."""
+        for line in stat.splitlines():
+            fields = line.split()
+            if fields and fields[0] == "cpu":
+                # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+                ticks = [int(x) for x in fields[1:9]]
+                return cls(sum(ticks), ticks[7]) if len(ticks) == 8 else None
+        return None
+
+    @classmethod
+    def now(cls) -> CpuTimes | None:
+        try:
+            return cls.parse(Path("/proc/stat").read_text())
+        except OSError:  # not Linux
+            return None
+
+
+def steal_share(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
+    """The share of the machine's CPU time stolen between two readings (None: not measurable here)."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    return (after.steal - before.steal) / (after.total - before.total)
+
+
 def histories(data: Path, n: int) -> list[Any]:
     samples = temporal_split(Dataset.load(data).timelines())["test"]
     step = max(1, len(samples) // max(n, 1))

@@ -14,6 +14,18 @@ def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _steal(per_round: dict[str, list[float | None]] | None) -> str:
+    """A level's CPU steal, each server's rounds together as the mean of their shares (``-`` not measured)."""
+
+    def mean(shares: list[float | None]) -> str:
+        known = [x for x in shares if x is not None]
+        return f"{100 * sum(known) / len(known):.1f}" if known else "-"
+
+    if not per_round:
+        return "-"
+    return f"{mean(per_round.get('recommend') or [])} / {mean(per_round.get('vllm') or [])}"
+
+
 def _table(caption: str, columns: list[str]) -> list[str]:
     """A table's caption and head (its separator has as many cells as ``columns``)."""
     return [caption, "", _row(*columns), "|" + "---|" * len(columns)]
@@ -310,6 +322,7 @@ def _vllm(v: dict[str, Any]) -> list[str]:
                 "vLLM p50",
                 "p50 ratio",
                 "ratio per round",
+                "CPU steal % (ours / vLLM)",
                 "same tokens",
             ],
         )
@@ -326,6 +339,7 @@ def _vllm(v: dict[str, Any]) -> list[str]:
                     _ms(w),
                     "-" if row.get("p50_ratio") is None else f"{row['p50_ratio']:.3f}",
                     ", ".join("-" if x is None else f"{x:.2f}" for x in row.get("rps_ratio_per_round") or []) or "-",
+                    _steal(row.get("steal_per_round")),
                     "-" if agree is None else f"{agree:.2f}",
                 )
             )

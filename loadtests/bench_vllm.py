@@ -23,6 +23,7 @@ import httpx
 
 from loadtests.bench_harness import (
     BenchConfig,
+    CpuTimes,
     histories,
     history_body,
     level_bodies,
@@ -31,6 +32,7 @@ from loadtests.bench_harness import (
     merge_loops,
     request_body,
     service_message,
+    steal_share,
 )
 from loadtests.bench_record import public_path
 from loadtests.launcher import ServerProcess, VLLMServer, start_all
@@ -223,6 +225,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
         for j, c in enumerate(cfg.concurrency):
             first = ("recommend", "vllm") if j % 2 == 0 else ("vllm", "recommend")
             runs: dict[str, list[LoopResult]] = {"recommend": [], "vllm": []}
+            steal: dict[str, list[float | None]] = {"recommend": [], "vllm": []}
             orders: list[list[str]] = []
             for k, part in enumerate(round_slices(n, rounds)):
                 order = first if k % 2 == 0 else first[::-1]
@@ -230,9 +233,11 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
                 for name in order:
                     srv_url = ours.url if name == "recommend" else theirs.url
                     bodies = level_bodies(ours_bodies if name == "recommend" else theirs_bodies, j, n)[part]
+                    before = CpuTimes.now()
                     runs[name].append(
                         load(srv_url, bodies, c, len(bodies), cfg.vllm_seconds, path=paths[name], keep_bodies=True)
                     )
+                    steal[name].append(steal_share(before, CpuTimes.now()))
             merged = {name: merge_loops(rs) for name, rs in runs.items()}
             r, v = loop_summary(merged["recommend"]), loop_summary(merged["vllm"])
             per_round = [
@@ -246,6 +251,8 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
                 "rps_ratio": _ratio(r.get("rps"), v.get("rps")),
                 "p50_ratio": _ratio(r.get("p50_ms"), v.get("p50_ms")),
                 "rps_ratio_per_round": per_round,
+                # CPU time the hypervisor took during each round, per server: rounds to discount, not to trust
+                "steal_per_round": steal,
                 "agreement": agreement(merged["recommend"], merged["vllm"]),
             }
             row = levels[str(c)]

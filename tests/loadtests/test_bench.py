@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from entrypoints.cli import app
-from loadtests.bench_harness import dist
-from loadtests.bench_report import render_markdown
+from loadtests.bench_harness import CpuTimes, dist, steal_share
+from loadtests.bench_report import _steal, render_markdown
 from loadtests.bench_vllm import round_slices
 from r2ec.engine.selection import native_bf16
 
@@ -82,6 +83,9 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
         # Two rounds per server, the second in the other order; each round's ratio is kept.
         assert len(row["order"]) == 2 and row["order"][1] == row["order"][0][::-1]
         assert len(row["rps_ratio_per_round"]) == 2 and all(x > 0 for x in row["rps_ratio_per_round"])
+        # Each round's CPU steal, per server (a share of the machine's time; Linux reports it, maybe 0).
+        assert all(len(row["steal_per_round"][side]) == 2 for side in ("recommend", "vllm"))
+        assert all(0.0 <= x <= 1.0 for side in ("recommend", "vllm") for x in row["steal_per_round"][side])
     counters = vllm[picked]["engine_counters"]  # every generation of ours, all levels and the warm-up (4 + 4 + 1)
     assert counters["prefill"]["generation"]["requests"] >= 9 and counters["answer_forced"] >= 0
     # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.
@@ -92,6 +96,7 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text
     assert "As served (1 of the prompts" in text and "| a capture pass |" in text
     assert "## 4. Cache-hit path against its floor" in text and "## 6. r2ec serve against vLLM's own server" in text
+    assert "CPU steal % (ours / vLLM)" in text
 
 
 def test_round_slices_cover_every_request_once():
@@ -100,6 +105,16 @@ def test_round_slices_cover_every_request_once():
         covered = [i for p in parts for i in range(n)[p]]
         assert covered == list(range(n)) and len(parts) == rounds
         assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
+
+
+def test_cpu_steal_share_between_two_readings_of_proc_stat():
+    before = CpuTimes.parse("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n")
+    after = CpuTimes.parse("cpu  150 0 70 900 10 0 0 70 0 0\n")
+    assert before == CpuTimes(total=1000, steal=40) and after == CpuTimes(total=1200, steal=70)
+    assert steal_share(before, after) == pytest.approx(30 / 200)
+    assert CpuTimes.parse("cpu  1 2 3 4 5 6 7\n") is None  # a kernel without the steal column
+    assert steal_share(None, after) is None and steal_share(after, after) is None
+    assert _steal({"recommend": [0.1, None, 0.3], "vllm": [None]}) == "20.0 / -" and _steal(None) == "-"
 
 
 def test_dist_percentiles():
