@@ -192,7 +192,8 @@ def bench(
     )
     if smoke:
         cfg.capture_backend = cfg.scaling_backend = "transformers"
-        cfg.tokens, cfg.prompts, cfg.served_prompts, cfg.overhead_requests = 3, 2, 1, 2
+        # 8 tokens: more than <answer>'s ids, which a budget counts (GenerationOptions.own_tokens)
+        cfg.tokens, cfg.prompts, cfg.served_prompts, cfg.overhead_requests = 8, 2, 1, 2
         cfg.concurrency, cfg.scaling_requests, cfg.scaling_seconds = (1, 2), 4, 120
         cfg.vllm_requests, cfg.vllm_seconds = 4, 120
         cfg.budget_prompts, cfg.budget_concurrency = 4, 2

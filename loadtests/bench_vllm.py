@@ -137,9 +137,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
-def _ours(body: bytes) -> tuple[int, str]:
+def _ours(body: bytes, answer_len: int) -> tuple[int, str, bool]:
+    """Output tokens (a budget-cut reasoning's own, then ``<answer>``'s ids written for it), reasoning, cut."""
     r = json.loads(body)
-    return int(r.get("reasoning_tokens") or 0), str(r.get("reasoning") or "")
+    cut = r.get("finish_reason") == "length"
+    return int(r.get("reasoning_tokens") or 0) + (answer_len if cut else 0), str(r.get("reasoning") or ""), cut
 
 
 def _theirs(body: bytes) -> tuple[int, str]:
@@ -147,15 +149,22 @@ def _theirs(body: bytes) -> tuple[int, str]:
     return int(r["usage"]["completion_tokens"]), str(r["choices"][0]["text"])
 
 
-def agreement(ours: LoopResult, theirs: LoopResult) -> dict[str, Any]:
-    """Per request both answered: the same number of generated tokens, the same text (same prompt, greedy)."""
-    a = {c.index: _ours(c.body) for c in ours.done if c.ok and c.body is not None}
+def agreement(ours: LoopResult, theirs: LoopResult, answer_len: int) -> dict[str, Any]:
+    """Per request both answered: the same number of output tokens and the same text (same prompt, greedy). A
+    budget counts ``<answer>`` (``GenerationOptions.own_tokens``), so where the budget cut ours, its reasoning
+    is the start of vLLM's text, whose last ``answer_len`` tokens ours spent on ``<answer>``."""
+    a = {c.index: _ours(c.body, answer_len) for c in ours.done if c.ok and c.body is not None}
     b = {c.index: _theirs(c.body) for c in theirs.done if c.ok and c.body is not None}
     both = sorted(set(a) & set(b))
     if not both:
         return {"compared": 0}
+
+    def same_text(i: int) -> bool:
+        mine, other = a[i][1].strip(), b[i][1].rstrip(INCOMPLETE).strip()
+        return other.startswith(mine) if a[i][2] else mine == other
+
     tokens = sum(a[i][0] == b[i][0] for i in both)
-    text = sum(a[i][1].strip() == b[i][1].rstrip(INCOMPLETE).strip() for i in both)
+    text = sum(same_text(i) for i in both)
     return {
         "compared": len(both),
         "same_tokens": tokens / len(both),
@@ -206,6 +215,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
     n = cfg.vllm_requests
     samples = histories(cfg.data, n * len(cfg.concurrency) + 1)
     ours_bodies, theirs_bodies = paired_bodies(cfg, bundle, samples)
+    answer_len = len(bundle.tokenizer.encode(bundle.templates.answer, add_special_tokens=False))
     warm = (ours_bodies[-1:], theirs_bodies[-1:])
     if len(samples) > 1:
         ours_bodies, theirs_bodies = ours_bodies[:-1], theirs_bodies[:-1]
@@ -253,7 +263,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
                 "rps_ratio_per_round": per_round,
                 # CPU time the hypervisor took during each round, per server: rounds to discount, not to trust
                 "steal_per_round": steal,
-                "agreement": agreement(merged["recommend"], merged["vllm"]),
+                "agreement": agreement(merged["recommend"], merged["vllm"], answer_len),
             }
             row = levels[str(c)]
             cfg.progress(

@@ -90,7 +90,11 @@ class RecommendRequest(BaseModel):
         True, strict=True, description="Generate reasoning first (false: score prompt + <answer> directly)."
     )
     max_reasoning_tokens: int | None = Field(
-        None, ge=1, strict=True, description="Reasoning token budget (at most /info's max_reasoning_tokens)."
+        None,
+        ge=1,
+        strict=True,
+        description="Token budget of the reasoning, the closing <answer> included (at most /info's "
+        "max_reasoning_tokens): reasoning cut by it has <answer> written for it within the budget.",
     )
     sampling: Sampling = Field(default_factory=Sampling)
     candidates: list[str] | None = Field(

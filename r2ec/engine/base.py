@@ -48,6 +48,16 @@ class GenerationOptions:
     def greedy(self) -> bool:
         return self.temperature <= 0.0
 
+    def own_tokens(self, answer_len: int) -> int:
+        """The most tokens the model writes by itself. ``max_tokens`` counts ``<answer>``'s ``answer_len`` ids too,
+        as an LLM server's max_tokens counts a stop text's: reasoning that ends at ``<answer>`` does so within
+        max_tokens, and reasoning cut here has ``<answer>`` written for it (forced, or by the capture) and takes
+        max_tokens in all, not max_tokens + answer_len. So a request's output, and the decode steps it costs, are
+        bounded by its budget whichever way it ends (at least one token of the model's own)."""
+        if self.fixed_length:
+            return self.max_tokens
+        return max(1, self.max_tokens - answer_len)
+
     def cache_key(self) -> str:
         if self.greedy:
             return f"greedy:{self.max_tokens}"

@@ -91,6 +91,7 @@ class BatchWorker:
     ):
         self.tokenizer = tokenizer
         self.answer = answer
+        self._answer_len = len(tokenizer.encode(answer, add_special_tokens=False))  # GenerationOptions.own_tokens
         self.extra_stops = tuple(extra_stops)
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_s
@@ -291,7 +292,7 @@ class BatchWorker:
             row.done, row.reason = True, ended
         elif token in self._stop_ids:
             row.done, row.reason = True, "eos"
-        elif len(row.generated) >= row.job.options.max_tokens:
+        elif len(row.generated) >= row.job.options.own_tokens(self._answer_len):
             row.done, row.reason = True, "length"
 
     def _finish(self, row: _Row, started: float) -> None:

@@ -6,7 +6,8 @@ sequence (prompt + reasoning + ``<answer>``) with ``max_tokens=1``. Prefix cachi
 state at the last position. Where (a) itself ends at ``<answer>`` and its ids re-tokenise to themselves, (b) is
 not needed: the step vLLM runs after the stop was generated computed that very state, and the hook kept it
 (``vllm_hook``). A generation that reaches its budget first is made to end that way too: ``<answer>``'s ids are
-forced after the budget (``vllm_budget``), and it reports ``length``. (b) runs only where that step did not run.
+forced after its own tokens (``GenerationOptions.own_tokens``: the budget counts them; ``vllm_budget``), and it
+reports ``length``. (b) runs only where that step did not run.
 ``capture="pooling"`` is the documented fallback: a second engine in pooling mode (public API, LAST pooling) at
 the price of a second copy of the weights and a full prefill.
 """
@@ -236,7 +237,7 @@ class VLLMEngine(Engine):
         each is a row in a step that runs anyway."""
         if not self._forcing or self.answer_at_budget == "off" or options.fixed_length or not self._answer_ids:
             return False
-        if prompt_len + options.max_tokens + len(self._answer_ids) + 1 > self.max_model_len:
+        if prompt_len + options.own_tokens(len(self._answer_ids)) + len(self._answer_ids) + 1 > self.max_model_len:
             return False  # vLLM would stop it at the context's end, part-way through the forced ids
         return self.answer_at_budget == "on" or self._inflight > 1
 
@@ -244,13 +245,13 @@ class VLLMEngine(Engine):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        max_tokens, extra_args = options.max_tokens, None
+        max_tokens, extra_args = options.own_tokens(len(self._answer_ids)), None
         if force:
             from r2ec.engine.vllm_budget import force_args
 
             # The forced ids, then one step more: the forward of the last of them is the user vector.
+            extra_args = force_args(max_tokens, self._answer_ids)
             max_tokens += len(self._answer_ids) + 1
-            extra_args = force_args(options.max_tokens, self._answer_ids)
         return SamplingParams(
             max_tokens=max_tokens,
             extra_args=extra_args,
@@ -306,7 +307,7 @@ class VLLMEngine(Engine):
             stop_text = completion.stop_reason if stopped and isinstance(completion.stop_reason, str) else None
             ended = ended or end_reason(stop_text, self.answer)
             ids = list(completion.token_ids)
-            budget = options.max_tokens
+            budget = options.own_tokens(len(self._answer_ids))
             forced = force and ended == "answer" and ids[budget : budget + len(self._answer_ids)] == self._answer_ids
             if forced:
                 self._answer_forced += 1

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from entrypoints.cli import app
 from loadtests.bench_harness import CpuTimes, dist, steal_share
 from loadtests.bench_report import _steal, render_markdown
-from loadtests.bench_vllm import round_slices
+from loadtests.bench_vllm import agreement, round_slices
+from loadtests.rawhttp import Completed, LoopResult
 from r2ec.engine.selection import native_bf16
 
 
@@ -105,6 +106,33 @@ def test_round_slices_cover_every_request_once():
         covered = [i for p in parts for i in range(n)[p]]
         assert covered == list(range(n)) and len(parts) == rounds
         assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
+
+
+def test_agreement_counts_answer_in_a_budget_cut_reasoning():
+    """Ours cut by the budget wrote 61 tokens and then <answer>'s 3: the same 64 output tokens as vLLM's server,
+    and its reasoning is the start of vLLM's text. A natural stop must match the text exactly."""
+
+    def loop(bodies: list[dict[str, object]]) -> LoopResult:
+        done = [Completed(i, 1.0, True, 200, json.dumps(b).encode()) for i, b in enumerate(bodies)]
+        return LoopResult(clients=1, wall_s=1.0, stopped_by="requests", done=done)
+
+    ours = loop(
+        [
+            {"reasoning": "Step 1: Star", "reasoning_tokens": 61, "finish_reason": "length"},
+            {"reasoning": "Best match: Alien", "reasoning_tokens": 20, "finish_reason": "answer"},
+            {"reasoning": "Step 1: Heat", "reasoning_tokens": 61, "finish_reason": "length"},
+        ]
+    )
+    theirs = loop(
+        [
+            {"usage": {"completion_tokens": 64}, "choices": [{"text": "Step 1: Star Wars"}]},
+            {"usage": {"completion_tokens": 20}, "choices": [{"text": "Best match: Alien"}]},
+            {"usage": {"completion_tokens": 63}, "choices": [{"text": "Step 1: Fargo"}]},
+        ]
+    )
+    got = agreement(ours, theirs, answer_len=3)
+    assert got["compared"] == 3
+    assert got["same_tokens"] == pytest.approx(2 / 3) and got["same_text"] == pytest.approx(2 / 3)
 
 
 def test_cpu_steal_share_between_two_readings_of_proc_stat():

@@ -299,25 +299,27 @@ def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
 async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture_pass(vllm_engine, tiny_bundle, users):
     """At its budget a generation goes on with <answer>'s ids forced; the step after them is the user vector, the
     hook keeps it, and it equals the capture pass of the same ids. The reasoning is the unforced generation's,
-    and the finish reason and token count say the budget ended it. ``auto`` forces only beside other
-    generations; ``off`` never."""
+    and the finish reason and token count say the budget ended it. The budget counts <answer>'s ids: the
+    model writes 12 - len(<answer>) tokens itself, and the output is 12 tokens in all. ``auto`` forces only
+    beside other generations; ``off`` never."""
     from r2ec.engine.vllm import VLLMEngine
 
     b = load_bundle(tiny_bundle)
     rec = b.recommender(vllm_engine)
     answer = b.tokenizer(b.templates.answer, add_special_tokens=False)["input_ids"]
+    own = 12 - len(answer)
     prompt = rec.renderer.generation_prompt_ids(rec.prompt_for(users[1].history, users[1].now))
-    plain = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=12, fixed_length=True), "plain")
+    plain = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=own, fixed_length=True), "plain")
     before = vllm_engine.stats()
     alone = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), "alone")  # auto, nothing beside it
     assert alone.token_ids == plain.token_ids and alone.final_state is None and alone.finish_reason == "length"
     together = await asyncio.gather(
         *(vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), f"budget{i}") for i in range(3))
     )
-    forced = [g for g in together if len(g.token_ids) > 12]
+    forced = [g for g in together if len(g.token_ids) > own]
     assert len(forced) >= 2  # the first may have started alone; those after it see it in flight
     for i, gen in enumerate(forced):
-        assert gen.finish_reason == "length" and gen.num_tokens == 12
+        assert gen.finish_reason == "length" and gen.num_tokens == own and len(gen.token_ids) == 12
         assert gen.token_ids == [*plain.token_ids, *answer] and gen.text == plain.text
         assert gen.final_state is not None
         want = (await vllm_engine.encode([prompt + gen.token_ids], f"budget-c{i}"))[0]
@@ -326,7 +328,7 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
     assert after["answer_forced"] - before["answer_forced"] == len(forced)
     vllm_engine.answer_at_budget = "on"
     try:  # forced ids that would run past the context are not asked for: vLLM would cut them part-way
-        limit = vllm_engine.max_model_len - 12 - len(answer) - 1
+        limit = vllm_engine.max_model_len - 12 - 1
         assert vllm_engine._forces_answer(GenerationOptions(max_tokens=12), limit)
         assert not vllm_engine._forces_answer(GenerationOptions(max_tokens=12), limit + 1)
     finally:
