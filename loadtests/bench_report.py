@@ -290,8 +290,11 @@ def _vllm(v: dict[str, Any]) -> list[str]:
     e = v["settings"]
     lines = ["## 6. r2ec serve against vLLM's own server", ""]
     lines += [
-        f"The same prompts (the token ids our service feeds its engine), greedy, at most {v['tokens']} tokens, stop "
-        f"`<answer>`; `POST /v1/recommend` (generation, capture, ranking; no cache) on `r2ec serve --backend vllm` "
+        f"The same prompts (the token ids our service feeds its engine), greedy, at most {v['tokens']} output tokens, "
+        f"stop `<answer>` (ours counts `<answer>` in its budget: where the budget cuts its reasoning, it writes "
+        f'{v["tokens"]} - len(`<answer>`) tokens of its own and then `<answer>`; "same tokens": the same number '
+        f"of output tokens, and the same text as far as ours goes); "
+        f"`POST /v1/recommend` (generation, capture, ranking; no cache) on `r2ec serve --backend vllm` "
         f"against `POST /v1/completions` on `{v['vllm_server']['command']}`. Both: max_model_len "
         f"{e['max_model_len']}, enforce_eager {e['enforce_eager']}, max_num_seqs {e['max_num_seqs']}, KV cache "
         f"{e['kv_cache_gib']} GiB, KV block size {e.get('block_size') or 'vLLM default'}, prefix caching on, "
