@@ -137,11 +137,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
-def _ours(body: bytes, answer_len: int) -> tuple[int, str, bool]:
-    """Output tokens (a budget-cut reasoning's own, then ``<answer>``'s ids written for it), reasoning, cut."""
+def _ours(body: bytes) -> tuple[int, str, bool]:
+    """Output tokens (``<answer>``'s ids included, also where written for a budget-cut reasoning), reasoning, cut."""
     r = json.loads(body)
-    cut = r.get("finish_reason") == "length"
-    return int(r.get("reasoning_tokens") or 0) + (answer_len if cut else 0), str(r.get("reasoning") or ""), cut
+    return int(r.get("reasoning_tokens") or 0), str(r.get("reasoning") or ""), r.get("finish_reason") == "length"
 
 
 def _theirs(body: bytes) -> tuple[int, str]:
@@ -149,11 +148,11 @@ def _theirs(body: bytes) -> tuple[int, str]:
     return int(r["usage"]["completion_tokens"]), str(r["choices"][0]["text"])
 
 
-def agreement(ours: LoopResult, theirs: LoopResult, answer_len: int) -> dict[str, Any]:
+def agreement(ours: LoopResult, theirs: LoopResult) -> dict[str, Any]:
     """Per request both answered: the same number of output tokens and the same text (same prompt, greedy). A
     budget counts ``<answer>`` (``GenerationOptions.own_tokens``), so where the budget cut ours, its reasoning
-    is the start of vLLM's text, whose last ``answer_len`` tokens ours spent on ``<answer>``."""
-    a = {c.index: _ours(c.body, answer_len) for c in ours.done if c.ok and c.body is not None}
+    is the start of vLLM's text, whose last tokens ours spent on ``<answer>``."""
+    a = {c.index: _ours(c.body) for c in ours.done if c.ok and c.body is not None}
     b = {c.index: _theirs(c.body) for c in theirs.done if c.ok and c.body is not None}
     both = sorted(set(a) & set(b))
     if not both:
@@ -215,7 +214,6 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
     n = cfg.vllm_requests
     samples = histories(cfg.data, n * len(cfg.concurrency) + 1)
     ours_bodies, theirs_bodies = paired_bodies(cfg, bundle, samples)
-    answer_len = len(bundle.tokenizer.encode(bundle.templates.answer, add_special_tokens=False))
     warm = (ours_bodies[-1:], theirs_bodies[-1:])
     if len(samples) > 1:
         ours_bodies, theirs_bodies = ours_bodies[:-1], theirs_bodies[:-1]
@@ -263,7 +261,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
                 "rps_ratio_per_round": per_round,
                 # CPU time the hypervisor took during each round, per server: rounds to discount, not to trust
                 "steal_per_round": steal,
-                "agreement": agreement(merged["recommend"], merged["vllm"], answer_len),
+                "agreement": agreement(merged["recommend"], merged["vllm"]),
             }
             row = levels[str(c)]
             cfg.progress(

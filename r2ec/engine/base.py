@@ -58,6 +58,14 @@ class GenerationOptions:
             return self.max_tokens
         return max(1, self.max_tokens - answer_len)
 
+    def output_tokens(self, own: int, finish_reason: str, answer_len: int) -> int:
+        """``Generation.num_tokens`` of a reasoning that wrote ``own`` tokens itself: its output tokens,
+        ``<answer>``'s ids included (the model's own where it wrote them; the ids written for it where the budget
+        cut it, which then takes max_tokens exactly)."""
+        if finish_reason == "length" and not self.fixed_length:
+            return own + answer_len
+        return own
+
     def cache_key(self) -> str:
         if self.greedy:
             return f"greedy:{self.max_tokens}"
@@ -81,7 +89,8 @@ class StageTimes:
 
 @dataclass
 class Generation:
-    """Finished reasoning: the text before ``<answer>``, the number of generated tokens, how it ended."""
+    """Finished reasoning: the text before ``<answer>``, its output tokens (``<answer>``'s ids included:
+    ``GenerationOptions.output_tokens``), how it ended."""
 
     text: str
     num_tokens: int

@@ -305,5 +305,12 @@ class BatchWorker:
         timings = StageTimes(queue_s=started - row.job.enqueued, generation_s=now - started)
         with contextlib.suppress(RuntimeError):  # loop closed: the caller is gone
             row.job.emit(
-                Generation(reasoning, len(row.generated), row.reason, timings, list(row.generated), row.final_state)
+                Generation(
+                    reasoning,
+                    row.job.options.output_tokens(len(row.generated), row.reason, self._answer_len),
+                    row.reason,
+                    timings,
+                    list(row.generated),
+                    row.final_state,
+                )
             )

@@ -312,7 +312,7 @@ class VLLMEngine(Engine):
             if forced:
                 self._answer_forced += 1
                 # Cut by the budget, then <answer> written for it: the ids keep that suffix (the sequence whose last
-                # state is the vector), the reasoning and its token count do not.
+                # state is the vector), the reasoning does not.
                 ids = ids[: budget + len(self._answer_ids)]
                 reason = "length"
             elif ended:
@@ -330,7 +330,7 @@ class VLLMEngine(Engine):
                 fetched = loop.time()
                 state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1)
                 timings.capture_s = loop.time() - fetched  # part of the capture: the recommender adds its own
-            tokens = budget if forced else len(ids)
+            tokens = options.output_tokens(budget if forced else len(ids), reason, len(self._answer_ids))
             # Out of flight before the result is handed over: a caller that stops iterating at it (``final``)
             # closes this generator only when it is collected, and the count decides forcing for the next one.
             self._inflight -= 1

@@ -109,8 +109,8 @@ def test_round_slices_cover_every_request_once():
 
 
 def test_agreement_counts_answer_in_a_budget_cut_reasoning():
-    """Ours cut by the budget wrote 61 tokens and then <answer>'s 3: the same 64 output tokens as vLLM's server,
-    and its reasoning is the start of vLLM's text. A natural stop must match the text exactly."""
+    """Ours cut by the budget wrote 61 tokens and then <answer>'s 3, 64 output tokens as it reports them: the same
+    as vLLM's server, and its reasoning is the start of vLLM's text. A natural stop must match the text exactly."""
 
     def loop(bodies: list[dict[str, object]]) -> LoopResult:
         done = [Completed(i, 1.0, True, 200, json.dumps(b).encode()) for i, b in enumerate(bodies)]
@@ -118,9 +118,9 @@ def test_agreement_counts_answer_in_a_budget_cut_reasoning():
 
     ours = loop(
         [
-            {"reasoning": "Step 1: Star", "reasoning_tokens": 61, "finish_reason": "length"},
+            {"reasoning": "Step 1: Star", "reasoning_tokens": 64, "finish_reason": "length"},
             {"reasoning": "Best match: Alien", "reasoning_tokens": 20, "finish_reason": "answer"},
-            {"reasoning": "Step 1: Heat", "reasoning_tokens": 61, "finish_reason": "length"},
+            {"reasoning": "Step 1: Heat", "reasoning_tokens": 64, "finish_reason": "length"},
         ]
     )
     theirs = loop(
@@ -130,7 +130,7 @@ def test_agreement_counts_answer_in_a_budget_cut_reasoning():
             {"usage": {"completion_tokens": 63}, "choices": [{"text": "Step 1: Fargo"}]},
         ]
     )
-    got = agreement(ours, theirs, answer_len=3)
+    got = agreement(ours, theirs)
     assert got["compared"] == 3
     assert got["same_tokens"] == pytest.approx(2 / 3) and got["same_text"] == pytest.approx(2 / 3)
 

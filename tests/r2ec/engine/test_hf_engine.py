@@ -36,7 +36,7 @@ async def test_greedy_matches_transformers_generate(engine, smollm_tokenizer, ti
     with torch.no_grad():
         ref = tiny_model.generate(torch.tensor([ids]), max_new_tokens=own, do_sample=False, pad_token_id=0)
     ref_text = smollm_tokenizer.decode(ref[0, len(ids) :], skip_special_tokens=True)
-    assert gen.num_tokens == own and gen.finish_reason == "length"
+    assert gen.num_tokens == 12 and len(gen.token_ids) == own and gen.finish_reason == "length"
     assert gen.text == ref_text.split("<answer>")[0].rstrip(INCOMPLETE)  # a half-decoded last character is held
 
 

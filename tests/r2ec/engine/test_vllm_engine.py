@@ -313,13 +313,14 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
     before = vllm_engine.stats()
     alone = await vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), "alone")  # auto, nothing beside it
     assert alone.token_ids == plain.token_ids and alone.final_state is None and alone.finish_reason == "length"
+    assert alone.num_tokens == 12  # its own tokens and the <answer> the capture pass writes for it
     together = await asyncio.gather(
         *(vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), f"budget{i}") for i in range(3))
     )
     forced = [g for g in together if len(g.token_ids) > own]
     assert len(forced) >= 2  # the first may have started alone; those after it see it in flight
     for i, gen in enumerate(forced):
-        assert gen.finish_reason == "length" and gen.num_tokens == own and len(gen.token_ids) == 12
+        assert gen.finish_reason == "length" and gen.num_tokens == 12 == len(gen.token_ids)
         assert gen.token_ids == [*plain.token_ids, *answer] and gen.text == plain.text
         assert gen.final_state is not None
         want = (await vllm_engine.encode([prompt + gen.token_ids], f"budget-c{i}"))[0]
