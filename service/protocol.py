@@ -143,7 +143,9 @@ class RecommendResponse(BaseModel):
     request_id: str
     items: list[RankedItem]
     reasoning: str | None = Field(None, description="The model's reasoning; null in reasoning-free mode.")
-    reasoning_tokens: int = 0
+    reasoning_tokens: int = Field(
+        0, description="Output tokens of the reasoning, the closing <answer> included (the budget where it cut it)."
+    )
     finish_reason: str | None = Field(
         None,
         description=(
