@@ -144,7 +144,9 @@ class RecommendResponse(BaseModel):
     items: list[RankedItem]
     reasoning: str | None = Field(None, description="The model's reasoning; null in reasoning-free mode.")
     reasoning_tokens: int = Field(
-        0, description="Output tokens of the reasoning, the closing <answer> included (the budget where it cut it)."
+        0,
+        description="Output tokens of the reasoning, the closing <answer> included: the budget where it cut the "
+        "reasoning (a budget shorter than <answer> itself still gets one token of the model's own and <answer>).",
     )
     finish_reason: str | None = Field(
         None,
