@@ -113,8 +113,9 @@ class SFTConfig(TrainConfig):
     kd_temperature: float = 0.05
     # How the candidates' scores become the teacher's distribution: "softmax" (scores over their max, at
     # ``kd_temperature``: nearly all mass on the strongest few) or "linear" (scores over their sum). The
-    # distillation optimum of "linear" over the top 8 ranks at NDCG@10 0.068 in the shipped item space, where the
-    # top candidate alone (what a peaked softmax teaches) reaches 0.053 (docs/results.md, sitting 7).
+    # distillation optimum of "linear" over the top 8 ranks at NDCG@10 0.068 in sitting 4's item space (0.076 in
+    # sitting 8's), where the top candidate alone (what a peaked softmax teaches) reaches 0.053 (docs/results.md,
+    # sittings 7 and 12).
     kd_teacher: Literal["softmax", "linear"] = "softmax"
     # The item tower learns the collaborative structure too: per step, ``item_batch`` items encoded live are pulled
     # toward their neighbours in the evidence table (the same soft-target cross-entropy). Without it the item
