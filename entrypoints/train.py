@@ -81,6 +81,10 @@ def train(
         str,
         typer.Option(help="sft: the teacher's weights: softmax (of scores over their max) or linear (over their sum)."),
     ] = SFTConfig.kd_teacher,
+    kd_tau: Annotated[
+        float,
+        typer.Option(help="sft: temperature of the user's softmax in the distillation (0 = the scoring tau, 0.02)."),
+    ] = SFTConfig.kd_tau,
     rec_weight: Annotated[
         float, typer.Option(help="sft: weight of the recommendation loss on the target.")
     ] = SFTConfig.rec_weight,
@@ -135,6 +139,8 @@ def train(
         fail(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
     if kd_teacher not in ("softmax", "linear") or kd_candidates < 1:
         fail("--kd-teacher must be softmax or linear, and --kd-candidates at least 1")
+    if kd_tau < 0:
+        fail("--kd-tau must be >= 0 (0 = the scoring tau)")
     if item_warmup_steps < 0 or (item_warmup_steps and item_weight <= 0):
         fail("--item-warmup-steps must be >= 0, and needs an --item-weight above 0 (the loss it trains)")
     mask_for(protocol, None)
@@ -193,6 +199,7 @@ def train(
             kd_weight=kd_weight,
             kd_candidates=kd_candidates,
             kd_teacher=kd_teacher,
+            kd_tau=kd_tau,
             rec_weight=rec_weight,
             item_weight=item_weight,
             item_batch=item_batch,

@@ -40,9 +40,14 @@ from r2ec.scoring import TAU, target_rank_and_probability
 
 
 def optimise(
-    vectors: np.ndarray, start: np.ndarray, teacher: np.ndarray, allowed: np.ndarray, steps: int
+    vectors: np.ndarray,
+    start: np.ndarray,
+    teacher: np.ndarray,
+    allowed: np.ndarray,
+    steps: int,
+    tau: float = TAU,
 ) -> np.ndarray:
-    """Unit vectors (one row per user) minimising cross-entropy(teacher, softmax(cos / TAU) over ``allowed``),
+    """Unit vectors (one row per user) minimising cross-entropy(teacher, softmax(cos / tau) over ``allowed``),
     by Adam on the unnormalised vector from ``start``. ``teacher`` rows sum to 1 over allowed items."""
     u = start.astype(np.float64).copy()
     m, v = np.zeros_like(u), np.zeros_like(u)
@@ -50,11 +55,11 @@ def optimise(
     for t in range(1, steps + 1):
         norm = np.linalg.norm(u, axis=1, keepdims=True)
         unit = u / norm
-        logits = np.where(allowed, unit @ items.T / TAU, -np.inf)
+        logits = np.where(allowed, unit @ items.T / tau, -np.inf)
         logits -= logits.max(axis=1, keepdims=True)
         q = np.exp(logits)
         q /= q.sum(axis=1, keepdims=True)
-        grad_unit = ((q - teacher) / TAU) @ items
+        grad_unit = ((q - teacher) / tau) @ items
         # through the normalisation: the radial part does not change a cosine
         grad = (grad_unit - unit * np.sum(grad_unit * unit, axis=1, keepdims=True)) / norm
         m = 0.9 * m + 0.1 * grad
@@ -71,6 +76,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="Test users (default: all).")
     ap.add_argument("--sizes", default="1,3,8,50")
     ap.add_argument("--steps", type=int, default=300, help="Gradient steps of the optimised vector (0: skip it).")
+    ap.add_argument(
+        "--tau", type=float, default=TAU, help="Temperature of the optimised vector's softmax (the reference's 0.02)."
+    )
     args = ap.parse_args()
     bundle = load_bundle(args.bundle)
     vectors = np.load(args.vectors if args.vectors else args.bundle / "item_vectors.npy").astype(np.float32)
@@ -118,7 +126,7 @@ def main() -> None:
         mask = np.stack(allowed)
         found_vectors = {"centroid": start}
         if args.steps > 0:
-            found_vectors["optimised"] = optimise(vectors, start, np.stack(teachers), mask, args.steps)
+            found_vectors["optimised"] = optimise(vectors, start, np.stack(teachers), mask, args.steps, args.tau)
             opt = found_vectors["optimised"]
             shapes.append(
                 f"n {n}: optimised vs centroid cosine {np.mean(np.sum(opt * start, axis=1)):.3f}, "

@@ -117,6 +117,12 @@ class SFTConfig(TrainConfig):
     # sitting 8's), where the top candidate alone (what a peaked softmax teaches) reaches 0.053 (docs/results.md,
     # sittings 7 and 12).
     kd_teacher: Literal["softmax", "linear"] = "softmax"
+    # The temperature of the user's softmax that the teacher is matched against (0 = ``tau``, the reference's
+    # 0.02, which scores and rewards keep). The item vectors are nearly parallel, so the softmax at 0.02 is flat
+    # over them and its optimum spends weight on items outside the candidates: the top-8 linear teacher's optimum
+    # ranks at NDCG@10 0.076 at 0.02, 0.092 at 0.01 and 0.096 at 0.005 in sitting 8's item space, against 0.098 for
+    # ranking the candidates first (docs/results.md, sitting 13).
+    kd_tau: float = 0.0
     # The item tower learns the collaborative structure too: per step, ``item_batch`` items encoded live are pulled
     # toward their neighbours in the evidence table (the same soft-target cross-entropy). Without it the item
     # vectors stay text-semantic (genre, year) and a user vector near the right candidates still ranks their

@@ -215,10 +215,12 @@ class SFTTrainer(TrainerBase):
     def distillation(
         self, samples: Sequence[Sample], tables: Sequence[Transitions], logits: torch.Tensor
     ) -> torch.Tensor:
-        """Cross-entropy of the user's softmax over the catalog against the teacher's distribution (the sample's
-        own evidence table: its future never teaches it)."""
+        """Cross-entropy of the user's softmax over the catalog (``logits`` at ``tau``, rescaled to ``kd_tau``)
+        against the teacher's distribution (the sample's own evidence table: its future never teaches it)."""
         if self.cfg.kd_weight <= 0:
             return torch.zeros((), device=logits.device)
+        if self.cfg.kd_tau > 0:  # the same cosines at the distillation's own temperature (-inf stays -inf)
+            logits = logits * (self.cfg.tau / self.cfg.kd_tau)
         terms = []
         linear = self.cfg.kd_teacher == "linear"
         for i, (s, table) in enumerate(zip(samples, tables, strict=True)):

@@ -56,6 +56,10 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
             "train", "--stage", "sft", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle),
             "--kd-teacher", "uniform",
         ],
+        "train with a negative distillation temperature": [
+            "train", "--stage", "sft", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle),
+            "--kd-tau", "-0.01",
+        ],
     }  # fmt: skip
 
 
@@ -74,6 +78,7 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
         "train with missing data",
         "train on an unknown device",
         "train with an unknown distillation teacher",
+        "train with a negative distillation temperature",
     ],
 )
 def test_refused_at_once_with_one_line(case, tiny_bundle, dataset_dir, tmp_path):

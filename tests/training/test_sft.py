@@ -178,6 +178,28 @@ def test_the_linear_teacher_weighs_the_candidates_by_their_scores(tiny_model_dir
     assert record["kd_loss"] > 0
 
 
+def test_the_distillation_temperature_sharpens_the_students_softmax_only(tiny_model_dir, dataset_dir, tmp_path):
+    """``kd_tau``: the distillation compares the teacher with the softmax of the same cosines at its own temperature
+    (half of tau: logits twice as large, masked items still out); 0 keeps tau, and the logits passed in (which the
+    recommendation loss also reads) are not changed."""
+    cfg = SFTConfig(batch_size=2, micro_batch=2, lora_top_layers=0, bf16=False, kd_teacher="linear", kd_candidates=8)
+    trainer = SFTTrainer(
+        cfg, tiny_model_dir, dataset_dir, tmp_path / "run", domain_templates("movies_evidence"), progress=False
+    )
+    samples = trainer.train_samples[:2]
+    tables = [trainer.sample_evidence(s) for s in samples]
+    logits = torch.randn(2, len(trainer.catalog)) * 5
+    logits[0, 3] = float("-inf")
+    kept = logits.clone()
+    at_tau = trainer.distillation(samples, tables, logits * 2)
+    trainer.cfg.kd_tau = cfg.tau / 2
+    sharpened = trainer.distillation(samples, tables, logits)
+    assert torch.equal(logits, kept)
+    assert at_tau > 0 and torch.isclose(sharpened, at_tau)
+    trainer.cfg.kd_tau = 0.0
+    assert not torch.isclose(trainer.distillation(samples, tables, logits), at_tau)
+
+
 def test_a_run_out_of_time_validates_its_last_step_and_keeps_the_best_adapter(
     tiny_model_dir, dataset_dir, tmp_path, monkeypatch
 ):
