@@ -139,8 +139,8 @@ def train(
         fail(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
     if kd_teacher not in ("softmax", "linear") or kd_candidates < 1:
         fail("--kd-teacher must be softmax or linear, and --kd-candidates at least 1")
-    if kd_tau < 0:
-        fail("--kd-tau must be >= 0 (0 = the scoring tau)")
+    if not (0 <= kd_tau < float("inf")):  # also refuses nan, which no comparison lets through
+        fail("--kd-tau must be a finite number >= 0 (0 = the scoring tau)")
     if item_warmup_steps < 0 or (item_warmup_steps and item_weight <= 0):
         fail("--item-warmup-steps must be >= 0, and needs an --item-weight above 0 (the loss it trains)")
     mask_for(protocol, None)

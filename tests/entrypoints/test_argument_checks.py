@@ -60,6 +60,10 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
             "train", "--stage", "sft", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle),
             "--kd-tau", "-0.01",
         ],
+        "train with a distillation temperature that is not a number": [
+            "train", "--stage", "sft", "--data", str(data), "--out", str(tmp / "run"), "--bundle", str(bundle),
+            "--kd-tau", "nan",
+        ],
     }  # fmt: skip
 
 
@@ -79,6 +83,7 @@ def cases(tmp: Path, bundle: Path, data: Path) -> dict[str, list[str]]:
         "train on an unknown device",
         "train with an unknown distillation teacher",
         "train with a negative distillation temperature",
+        "train with a distillation temperature that is not a number",
     ],
 )
 def test_refused_at_once_with_one_line(case, tiny_bundle, dataset_dir, tmp_path):
