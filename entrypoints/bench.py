@@ -72,7 +72,7 @@ def bench(
         str,
         typer.Option(
             help="vllm: dtypes to run, one after the other (comma list, e.g. float32,bfloat16); "
-            "empty = the one `r2ec serve` picks here (bfloat16 where the CPU computes it natively, else the bundle's)."
+            "empty = the one `r2ec serve` picks here (bfloat16 where it pays on this CPU, else the bundle's)."
         ),
     ] = "",
     vllm_kv_cache_gib: Annotated[

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from loadtests.launcher import ServerProcess
 from loadtests.rawhttp import LoopResult, closed_loop, run
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
-from r2ec.engine.selection import native_bf16
+from r2ec.engine.selection import bf16_verdict, native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,8 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "native_bf16": native_bf16("cpu"),  # what makes `auto` pick bfloat16 (r2ec.engine.selection)
+        "native_bf16": native_bf16("cpu"),
+        "bf16_verdict": asdict(bf16_verdict("cpu")),  # what makes `auto` pick bfloat16 (r2ec.engine.selection)
         "memory_gib": round(mem_gib, 1),
         "gpu": gpu,
         "python": platform.python_version(),

@@ -42,6 +42,14 @@ def _load_row(label: str, row: dict[str, Any], rps_digits: int, *extra: str) -> 
     return _row(label, *counts, *extra, *_latencies(row))
 
 
+def _bf16_note(verdict: dict[str, Any] | None) -> str:
+    """Where `auto` timed bfloat16 against float32 (AVX512-BF16 without AMX), what it found and chose."""
+    if not verdict or verdict.get("slowdown") is None:
+        return ""
+    chosen = "bfloat16" if verdict["pays"] else "the bundle's dtype"
+    return f" (a bfloat16 product takes {verdict['slowdown']:.2f}x float32's time here, so `auto` serves {chosen})"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -49,6 +57,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"Measured {result['started']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB"
         + {True: ", native bfloat16", False: ", no native bfloat16", None: ""}[m.get("native_bf16")]
+        + _bf16_note(m.get("bf16_verdict"))
         + f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}); commit `{m['commit']}`, torch {m['torch']}, "
         f"vLLM {m['vllm']}.",
         "",

@@ -189,7 +189,7 @@ def engine_in_process() -> bool:
 
 def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
     e = engine_settings(cfg)
-    # By default the dtype `r2ec serve` picks for vLLM on this machine (bfloat16 where it is native).
+    # By default the dtype `r2ec serve` picks for vLLM on this machine (bfloat16 where it pays: selection).
     dtypes = cfg.vllm_dtypes or (candidates("vllm", None, bundle.generation.dtype)[0].dtype,)
     return {
         "tokens": cfg.tokens,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,12 @@ from model_export.evidence import HORIZON, NEIGHBORS, RECENCY, build_evidence
 from model_export.export import ExportConfig, read_catalog, run_export
 from r2ec import logs
 from r2ec.bundle import sha256_file
+from r2ec.paths import r2ec_home
 from r2ec.templates import domain_generation, domain_templates
 
 log = logs.get(__name__)
 
-DEFAULT_HOME = Path(os.environ.get("R2EC_HOME", Path.home() / ".cache" / "r2ec"))
+DEFAULT_HOME = r2ec_home()
 DEFAULT_BUNDLE = DEFAULT_HOME / "bundles" / "demo-smollm2-ml100k"
 DEFAULT_DATA = DEFAULT_HOME / "data" / "ml-100k"
 DEFAULT_BASE = DEFAULT_HOME / "models" / "smollm2-135m-instruct"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def r2ec_home() -> Path:
+    """Where the project keeps what it builds or measures for this machine (``R2EC_HOME``, default ~/.cache/r2ec)."""
+    return Path(os.environ.get("R2EC_HOME", Path.home() / ".cache" / "r2ec"))
 
 
 def public_path(path: Path, root: Path | None = None) -> str:

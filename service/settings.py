@@ -42,8 +42,9 @@ class Settings(BaseSettings, EngineFields):
     )
     dtype: str | None = Field(  # type: ignore[assignment]  # None: auto
         None,
-        description="Model dtype: float32, bfloat16, float16; empty or auto = bfloat16 where the device computes it "
-        "natively, else the bundle's (generation.dtype).",
+        description="Model dtype: float32, bfloat16, float16; empty or auto = bfloat16 where it pays on this device "
+        "(a bf16 GPU, AMX, Arm BF16; AVX512-BF16 alone where its products measured as fast as float32's), else the "
+        "bundle's (generation.dtype).",
     )
     threads: int | None = Field(None, description="Torch CPU threads (default: all cores).")
     max_queue: int = Field(64, description="Requests admitted beyond which /v1/recommend answers 429.")

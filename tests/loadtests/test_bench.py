@@ -12,7 +12,7 @@ from loadtests.bench_harness import CpuTimes, dist, steal_share
 from loadtests.bench_report import _steal, render_markdown
 from loadtests.bench_vllm import agreement, round_slices
 from loadtests.rawhttp import Completed, LoopResult
-from r2ec.engine.selection import native_bf16
+from r2ec.engine.selection import bf16_verdict
 
 
 def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
@@ -72,8 +72,8 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert [r["ef_search"] for r in catalog["rows"] if r["index"] == "hnsw"] == [64, 128, 256, 512, 1024]
     assert set(catalog["smallest_reaching_target"]["2000"]) == {"ivf", "hnsw"}
     vllm = s["vllm"]["dtypes"]
-    # By default the dtype `r2ec serve` picks for vLLM here: bfloat16 where the CPU has it natively, else the bundle's.
-    picked = "bfloat16" if native_bf16() else "float32"
+    # By default the dtype `r2ec serve` picks for vLLM here: bfloat16 where it pays, else the bundle's.
+    picked = "bfloat16" if bf16_verdict().pays else "float32"
     assert list(vllm) == [picked]
     assert vllm[picked]["served_by"]["backend"] == "vllm" and vllm[picked]["served_by"]["dtype"] == picked
     for level in ("1", "2"):

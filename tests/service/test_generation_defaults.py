@@ -64,17 +64,20 @@ def test_budget_cap_is_bounded_by_the_context(tiny_bundle):
 
 
 @pytest.mark.vllm
-def test_the_default_engine_is_vllm_in_native_bfloat16_where_the_cpu_has_it(tiny_bundle):
-    """No backend or dtype given: vLLM serves, in bfloat16 where the processor computes it natively."""
-    from r2ec.engine.selection import native_bf16
+def test_the_default_engine_is_vllm_in_bfloat16_where_it_pays(tiny_bundle):
+    """No backend or dtype given: vLLM serves, in bfloat16 where it pays on this processor (the verdict the server
+    reads is the one this process measured or read: one per machine), and /info says why."""
+    from r2ec.engine.selection import bf16_verdict
 
     srv = make_server(
         tiny_bundle, backend="auto", dtype=None, max_reasoning_tokens=64, default_reasoning_tokens=8
     ).start(timeout=300)
     try:
         info = httpx.get(srv.url + "/info").json()
-        expected = "bfloat16" if native_bf16() else load_bundle(tiny_bundle).generation.dtype
+        verdict = bf16_verdict()
+        expected = "bfloat16" if verdict.pays else load_bundle(tiny_bundle).generation.dtype
         assert (info["backend"], info["dtype"]) == ("vllm", expected)
+        assert verdict.reason in info["engine"]["attempts"][0]["reason"]
         assert [a["error"] for a in info["engine"]["attempts"]] == [None] and info["engine"]["start_s"] > 0
         assert info["capture"] == "runner-v1:compute_logits"
         r = httpx.post(srv.url + "/v1/recommend", json={"history": [{"item_id": "100"}], "k": 3}, timeout=120)

@@ -1,15 +1,64 @@
-"""The default engine choice: vLLM in native bfloat16 first, then the bundle's dtype, then transformers."""
+"""The default engine choice: vLLM in bfloat16 where it pays first, then the bundle's dtype, then transformers."""
 
 from __future__ import annotations
 
 import pytest
 
-from r2ec.engine.selection import Candidate, candidates, cpu_flags, native_bf16, start_first
+from r2ec.engine import selection
+from r2ec.engine.selection import (
+    Bf16Verdict,
+    Candidate,
+    bf16_verdict,
+    candidates,
+    cpu_flags,
+    gemm_bf16_vs_f32,
+    native_bf16,
+    start_first,
+)
 
 XEON = (
     "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 amx_tile\n\nprocessor\t: 1\nflags\t\t: fpu\n"
 )
 OLD = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+DOT_ONLY = "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+
+
+def _never() -> float:
+    raise AssertionError("measured where the flags decide")
+
+
+def test_bfloat16_pays_with_amx_and_is_timed_against_float32_where_only_avx512_bf16_computes_it(tmp_path):
+    cache = tmp_path / "cpu-bf16.json"
+    assert bf16_verdict("cpu", XEON, _never, cache) == Bf16Verdict(
+        True, "native bfloat16 on this CPU (AMX or Arm BF16)"
+    )
+    assert not bf16_verdict("cpu", OLD, _never, cache).pays
+    slow = bf16_verdict("cpu", DOT_ONLY, lambda: 1.70049, cache)
+    assert not slow.pays and slow.slowdown == 1.7 and "1.70x float32's time" in slow.reason
+    # Measured once per machine: the next process reads the verdict instead of timing again, to the same figure.
+    assert bf16_verdict("cpu", DOT_ONLY, _never, cache) == slow
+    # Another processor (other flags) is measured on its own, in the same file; within 10% bfloat16 is kept.
+    other = DOT_ONLY.replace("avx512f", "avx512f avx512_fp16")
+    assert bf16_verdict("cpu", other, lambda: 1.05, cache).pays
+    assert bf16_verdict("cpu", DOT_ONLY, _never, cache) == slow
+    # An unreadable record is measured again rather than trusted.
+    cache.write_text("{not json")
+    assert bf16_verdict("cpu", DOT_ONLY, lambda: 0.8, cache).pays
+
+
+def test_the_timing_compares_the_same_product_in_both_dtypes():
+    ratio = gemm_bf16_vs_f32((16, 64, 64), repeats=2)
+    assert 0.0 < ratio < 100.0
+
+
+def test_where_bfloat16_does_not_pay_auto_serves_the_bundle_dtype_and_says_why(monkeypatch):
+    slow = Bf16Verdict(False, "bfloat16 products take 1.70x float32's time on this CPU (AVX512-BF16, no AMX)", 1.7)
+    monkeypatch.setattr(selection, "bf16_verdict", lambda device="cpu": slow)
+    plan = candidates("auto", None, "float32", vllm=True)
+    assert [(c.backend, c.dtype) for c in plan] == [("vllm", "float32"), ("transformers", "float32")]
+    assert all(slow.reason in c.reason for c in plan)
+    # An explicit dtype is never second-guessed.
+    assert [c.dtype for c in candidates("auto", "bfloat16", "float32", vllm=True)] == ["bfloat16", "bfloat16"]
 
 
 def test_cpu_bfloat16_is_read_from_the_processor_flags():
