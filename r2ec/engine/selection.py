@@ -51,24 +51,21 @@ def cpu_flags(cpuinfo: str) -> set[str]:
     return flags
 
 
+def _read_cpuinfo() -> str:
+    path = Path("/proc/cpuinfo")
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+
+
 def native_bf16(device: str = "cpu", cpuinfo: str | None = None) -> bool:
     """Whether ``device`` computes bfloat16 natively (not emulated through float32)."""
     if device.startswith("cuda"):
         import torch
 
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    flags = cpu_flags(cpuinfo)
+    flags = cpu_flags(_read_cpuinfo() if cpuinfo is None else cpuinfo)
     if platform.machine().lower() in ("aarch64", "arm64"):
         return "bf16" in flags
     return any(f in flags for f in X86_BF16_FLAGS)
-
-
-def _read_cpuinfo() -> str:
-    path = Path("/proc/cpuinfo")
-    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
 
 def gemm_bf16_vs_f32(shape: tuple[int, int, int] = GEMM_SHAPE, repeats: int = 9) -> float:
@@ -137,14 +134,15 @@ def _cached_slowdown(cpuinfo: str, measure: Callable[[], float], cache: Path | N
     model = next((line.partition(":")[2].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
     key = hashlib.sha256(f"{model}|{sorted(cpu_flags(cpuinfo))}|{torch.__version__}".encode()).hexdigest()[:16]
     path = cache or r2ec_home() / "cpu-bf16.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return float(json.loads(path.read_text())[key]["slowdown"])
+    known: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):  # no record yet, or not one this code wrote: measured again
+        loaded = json.loads(path.read_text())
+        known = loaded if isinstance(loaded, dict) else {}
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return float(known[key]["slowdown"])
     slowdown = round(measure(), 3)  # as the record keeps it: every process reports the same figure
-    with contextlib.suppress(OSError, ValueError):  # a read-only home measures again next time
-        known: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            known = json.loads(path.read_text())
-        known[key] = {"cpu": model, "torch": torch.__version__, "slowdown": slowdown}
+    known[key] = {"cpu": model, "torch": torch.__version__, "slowdown": slowdown}
+    with contextlib.suppress(OSError):  # a read-only home measures again next time
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(known, indent=1))
@@ -215,9 +213,9 @@ def candidates(
         fast = verdict.pays
         dtypes = ["bfloat16"] if fast else []
         dtypes += [bundle_dtype] if bundle_dtype not in dtypes else []
-        why = {d: (verdict.reason if d == "bfloat16" and fast else "the bundle's dtype") for d in dtypes}
-        if not fast and verdict.slowdown is not None:
-            why[bundle_dtype] = f"the bundle's dtype; {verdict.reason}"
+        # where bfloat16 was timed and lost, the bundle's dtype says so
+        bundle_why = "the bundle's dtype" + ("" if fast or verdict.slowdown is None else f"; {verdict.reason}")
+        why = {d: (verdict.reason if d == "bfloat16" and fast else bundle_why) for d in dtypes}
     else:
         dtypes, why = [dtype], {dtype: "asked for"}
     if backend != AUTO:

@@ -41,14 +41,21 @@ def test_bfloat16_pays_with_amx_and_is_timed_against_float32_where_only_avx512_b
     other = DOT_ONLY.replace("avx512f", "avx512f avx512_fp16")
     assert bf16_verdict("cpu", other, lambda: 1.05, cache).pays
     assert bf16_verdict("cpu", DOT_ONLY, _never, cache) == slow
-    # An unreadable record is measured again rather than trusted.
+    # An unreadable record, or one this code did not write, is measured again rather than trusted.
     cache.write_text("{not json")
     assert bf16_verdict("cpu", DOT_ONLY, lambda: 0.8, cache).pays
+    cache.write_text("[1.0]")
+    assert not bf16_verdict("cpu", DOT_ONLY, lambda: 1.5, cache).pays
+    assert bf16_verdict("cpu", DOT_ONLY, _never, cache).slowdown == 1.5
 
 
-def test_the_timing_compares_the_same_product_in_both_dtypes():
+def test_the_timing_compares_the_same_product_in_both_dtypes_and_gives_the_threads_back():
+    import torch
+
+    threads = torch.get_num_threads()
     ratio = gemm_bf16_vs_f32((16, 64, 64), repeats=2)
     assert 0.0 < ratio < 100.0
+    assert torch.get_num_threads() == threads  # timed on one thread, the process's own count restored
 
 
 def test_where_bfloat16_does_not_pay_auto_serves_the_bundle_dtype_and_says_why(monkeypatch):
