@@ -86,7 +86,7 @@ def bench(
         int | None,
         typer.Option(
             help="vllm: VLLM_CPU_NUM_OF_RESERVED_CPU for vLLM's own server (CPU cores kept off its worker); "
-            "unset = vLLM's default."
+            "unset = as `r2ec serve` binds its own engine here (--vllm-cpu-reserved), so both get the same cores."
         ),
     ] = None,
     hot_users: Annotated[int, typer.Option(help="Hot: concurrent clients.")] = 32,

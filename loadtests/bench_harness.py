@@ -53,7 +53,7 @@ class BenchConfig:
     vllm_dtypes: tuple[str, ...] = ()  # empty: the bundle's serving dtype
     vllm_kv_cache_gib: int = 1  # both servers (VLLM_CPU_KVCACHE_SPACE)
     vllm_gpu_memory_utilization: float = 0.4  # each server's share; both are up at once (one idle)
-    vllm_reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU for vLLM's server (None: its default)
+    vllm_reserved_cpus: int | None = None  # VLLM_CPU_NUM_OF_RESERVED_CPU for vLLM's server (None: as ours)
     hot_users: int = 32
     hot_requests: int = 20_000  # cache-hit requests per server (ours and the floor), over hot_rounds runs each
     hot_rounds: int = 4

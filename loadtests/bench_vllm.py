@@ -15,6 +15,7 @@ level weighs on both alike; a level's figures are its rounds' requests together,
 from __future__ import annotations
 
 import json
+import os
 import re
 from itertools import pairwise
 from typing import Any, cast
@@ -42,7 +43,7 @@ from r2ec.engine.base import Engine
 from r2ec.engine.factory import EngineFields
 from r2ec.engine.reasoning import INCOMPLETE
 from r2ec.engine.selection import candidates
-from r2ec.engine.vllm import resolve_block_size
+from r2ec.engine.vllm import reserved_cores, resolve_block_size, usable_cores
 from r2ec.models import stop_token_ids
 
 SERVED_NAME = "r2ec-bench"
@@ -106,10 +107,22 @@ def vllm_args(dtype: str, e: dict[str, Any]) -> list[str]:
     ]
 
 
+def vllm_reserved(cfg: BenchConfig) -> int | None:
+    """The cores vLLM's own server keeps off its worker: ``--vllm-reserved-cpus``, else as `r2ec serve` binds its
+    own engine on this machine (its ``vllm_cpu_reserved`` read from the environment the bench passes on), so that
+    both forwards get the same cores; None: vLLM's default."""
+    from service.settings import Settings
+
+    if cfg.vllm_reserved_cpus is not None:
+        return cfg.vllm_reserved_cpus
+    return reserved_cores(Settings().vllm_cpu_reserved, os.environ, usable_cores())
+
+
 def vllm_server(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) -> VLLMServer:
     env = {"VLLM_CPU_KVCACHE_SPACE": str(e["kv_cache_gib"])}
-    if cfg.vllm_reserved_cpus is not None:
-        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(cfg.vllm_reserved_cpus)
+    reserved = vllm_reserved(cfg)
+    if reserved is not None:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
     return VLLMServer(bundle.model_dir, SERVED_NAME, vllm_args(dtype, e), env)
 
 
@@ -204,7 +217,7 @@ def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
             + public_path(bundle.model_dir)
             + " "
             + " ".join(vllm_args("DTYPE", e)),
-            "reserved_cpus": cfg.vllm_reserved_cpus,
+            "reserved_cpus": vllm_reserved(cfg),
         },
         "dtypes": {d: vllm_one(cfg, bundle, d, e) for d in dtypes},
     }

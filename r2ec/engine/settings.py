@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Backend = Literal["transformers", "vllm"]
 
+# At most this many cores, the model's threads take them all by default (vllm_cpu_reserved).
+SMALL_MACHINE_CORES = 2
+
 
 class EngineFields(BaseModel):
     """The engine's settings, defined once: the service's ``Settings`` inherits them (so each is also an
@@ -33,6 +36,14 @@ class EngineFields(BaseModel):
         "bound as vLLM binds a worker: VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU); false: in a "
         "worker process of its own, as vLLM's OpenAI server runs it on the CPU (a process hop per step). The "
         "engine core is a process of its own either way.",
+    )
+    vllm_cpu_reserved: int | None = Field(
+        None,
+        ge=0,
+        description="On the CPU, cores kept off the model's OpenMP threads for the frontend (HTTP, ranking, "
+        "scheduling); empty (auto): VLLM_CPU_NUM_OF_RESERVED_CPU where it is set, else none on a machine of at most "
+        f"{SMALL_MACHINE_CORES} cores (there one core kept for the frontend is half the forward's compute), else "
+        "vLLM's own default (one).",
     )
     vllm_answer_at_budget: Literal["auto", "on", "off"] = Field(
         "auto",

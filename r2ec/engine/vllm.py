@@ -36,7 +36,7 @@ from r2ec.engine.base import (
     StageTimes,
 )
 from r2ec.engine.reasoning import ReasoningStream, end_reason
-from r2ec.engine.settings import EngineSettings
+from r2ec.engine.settings import SMALL_MACHINE_CORES, EngineSettings
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX, GENERATION_PREFIX
 from r2ec.models import stop_token_ids
 from r2ec.pooling import l2_normalize
@@ -61,6 +61,26 @@ def resolve_block_size(setting: int) -> int | None:
     return CPU_BLOCK_SIZE if on_cpu else None
 
 
+RESERVED_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
+
+
+def reserved_cores(setting: int | None, environ: dict[str, str] | os._Environ[str], cores: int) -> int | None:
+    """The cores vLLM's CPU binding keeps off the model's OpenMP threads: ``setting`` when set; else the
+    operator's ``VLLM_CPU_NUM_OF_RESERVED_CPU``; else none on a machine of at most ``SMALL_MACHINE_CORES``
+    cores; else None (vLLM's own default, one core). vLLM keeps a core for its scheduler and frontend, which
+    costs 1/n of the forward's compute: half of a 2-core machine, where a run of 8 clients served 45% more
+    requests/s with both cores on the forward (docs/benchmarks.md, "Both cores on the forward")."""
+    if setting is not None:
+        return setting
+    if RESERVED_ENV in environ:
+        return None  # vLLM reads it itself
+    return 0 if cores <= SMALL_MACHINE_CORES else None
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class VLLMEngine(Engine):
     name = "vllm"
 
@@ -83,6 +103,7 @@ class VLLMEngine(Engine):
         self.max_num_seqs = max(s.max_batch, 1)  # the running sequences vLLM schedules together
         self.gpu_memory_utilization, self.kv_cache_gib = s.vllm_gpu_memory_utilization, s.vllm_kv_cache_gib
         self.block_size_setting = s.vllm_block_size
+        self.reserved_setting = s.vllm_cpu_reserved
         # Only the hook keeps a generation's own last state, so forcing <answer> pays off with it alone.
         self.answer_at_budget = s.vllm_answer_at_budget if self.capture == "hook" else "off"
         self._answer_ids: list[int] = list(tokenizer.encode(answer, add_special_tokens=False))
@@ -173,18 +194,23 @@ class VLLMEngine(Engine):
         its worker itself."""
         from vllm.platforms import current_platform
 
-        if not (self.in_process and current_platform.is_cpu()):
+        if not current_platform.is_cpu():
             yield
             return
-        from vllm.utils.ompmultiprocessing import OMPProcessManager
+        reserved = reserved_cores(self.reserved_setting, os.environ, usable_cores())
+        with _environ({RESERVED_ENV: None if reserved is None else str(reserved)}):
+            if not self.in_process:
+                yield
+                return
+            from vllm.utils.ompmultiprocessing import OMPProcessManager
 
-        manager = OMPProcessManager(config)
-        self.cpu_binding = {
-            "cores": list(manager.cpu_lists[0]) if manager.cpu_lists else None,
-            "reserved": list(manager.reserved_cpu_list),
-        }
-        with manager.configure_omp_envs(rank=0, local_rank=0):
-            yield
+            manager = OMPProcessManager(config)
+            self.cpu_binding = {
+                "cores": list(manager.cpu_lists[0]) if manager.cpu_lists else None,
+                "reserved": list(manager.reserved_cpu_list),
+            }
+            with manager.configure_omp_envs(rank=0, local_rank=0):
+                yield
 
     async def close(self) -> None:
         self._closed = True
@@ -391,3 +417,20 @@ class VLLMEngine(Engine):
         one = self._capture_one if self.capture == "hook" else self._pool_one
         vectors = await asyncio.gather(*(one(seq) for seq in sequences))
         return l2_normalize(np.stack(vectors))
+
+
+@contextmanager
+def _environ(values: dict[str, str | None]) -> Iterator[None]:
+    """Set the variables whose value is not None for the block (the processes vLLM spawns in it inherit them),
+    then restore them."""
+    saved = {k: os.environ.get(k) for k, v in values.items() if v is not None}
+    try:
+        for k in saved:
+            os.environ[k] = str(values[k])
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old

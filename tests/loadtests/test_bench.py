@@ -87,6 +87,9 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
         # Each round's CPU steal, per server (a share of the machine's time; Linux reports it, maybe 0).
         assert all(len(row["steal_per_round"][side]) == 2 for side in ("recommend", "vllm"))
         assert all(0.0 <= x <= 1.0 for side in ("recommend", "vllm") for x in row["steal_per_round"][side])
+    # Unless told otherwise, vLLM's own worker gets the cores our engine binds (vllm_cpu_reserved auto).
+    ours = vllm[picked]["served_by"]["cpu_binding"]["cores"]
+    assert vllm[picked]["vllm_worker_cores"] == str(ours)
     counters = vllm[picked]["engine_counters"]  # every generation of ours, all levels and the warm-up (4 + 4 + 1)
     assert counters["prefill"]["generation"]["requests"] >= 9 and counters["answer_forced"] >= 0
     # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.

@@ -14,8 +14,8 @@ from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
 from r2ec.engine.base import GenerationOptions
 from r2ec.engine.hf import TransformersEngine
-from r2ec.engine.settings import EngineSettings
-from r2ec.engine.vllm import CPU_BLOCK_SIZE, resolve_block_size
+from r2ec.engine.settings import SMALL_MACHINE_CORES, EngineSettings
+from r2ec.engine.vllm import CPU_BLOCK_SIZE, RESERVED_ENV, reserved_cores, resolve_block_size
 from r2ec.engine.vllm_hook import CAPTURE_MODE, HiddenStateCapture
 
 pytestmark = pytest.mark.vllm
@@ -129,20 +129,36 @@ async def test_an_engine_core_in_its_own_process_captures_the_same_vectors(vllm_
 
 def test_the_engine_core_runs_on_the_cores_vllm_would_bind_a_cpu_worker_to(vllm_engine):
     """In process, the model runs in vLLM's engine-core process; on the CPU its threads are bound as vLLM binds its
-    own worker (all cores but one kept for the frontend), and the server process and its environment are left
-    as they were."""
+    own worker: on a machine of at most two cores on all of them, on a larger one all but one kept for the
+    frontend (``vllm_cpu_reserved`` auto); the server process and its environment are left as they were."""
     import psutil
 
     binding = vllm_engine.stats()["cpu_binding"]
     allowed = os.sched_getaffinity(0)
     assert binding["cores"] and set(binding["cores"]) <= allowed
     assert not set(binding["cores"]) & set(binding["reserved"])
-    if len(allowed) > 1:
-        assert binding["reserved"], "no core kept for the server's event loop"
+    if RESERVED_ENV not in os.environ:
+        if len(allowed) <= SMALL_MACHINE_CORES:
+            assert set(binding["cores"]) == allowed and not binding["reserved"]
+        else:
+            assert binding["reserved"], "no core kept for the server's event loop"
+        assert RESERVED_ENV not in os.environ  # set for the engine's start only
     cores = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["VLLM::EngineCore"]]
     assert cores, "no engine-core process"
-    assert all(os.sched_getaffinity(p.pid) == set(binding["cores"]) for p in cores)
+    for p in cores:  # OpenMP pins each of its threads to one core of the list: together they cover it, no more
+        pinned = [os.sched_getaffinity(t.id) for t in p.threads()]
+        assert set().union(*(a for a in pinned if len(a) == 1)) == set(binding["cores"])
+        assert all(a <= set(binding["cores"]) for a in pinned)
     assert not {"OMP_PLACES", "OMP_PROC_BIND"} & set(os.environ)  # this process's environment is restored
+
+
+def test_the_cores_kept_off_the_forward():
+    """The setting decides; unset, an operator's VLLM_CPU_NUM_OF_RESERVED_CPU is left to vLLM; else none on a
+    machine of at most two cores, vLLM's own default (None) on a larger one."""
+    assert reserved_cores(1, {}, 2) == 1 and reserved_cores(0, {RESERVED_ENV: "1"}, 64) == 0
+    assert reserved_cores(None, {RESERVED_ENV: "1"}, 2) is None
+    assert reserved_cores(None, {}, 1) == reserved_cores(None, {}, SMALL_MACHINE_CORES) == 0
+    assert reserved_cores(None, {}, SMALL_MACHINE_CORES + 1) is None
 
 
 def test_block_size_is_32_on_the_cpu_unless_set():
