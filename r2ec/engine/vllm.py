@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +64,7 @@ def resolve_block_size(setting: int) -> int | None:
 RESERVED_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
 
 
-def reserved_cores(setting: int | None, environ: dict[str, str] | os._Environ[str], cores: int) -> int | None:
+def reserved_cores(setting: int | None, environ: Mapping[str, str], cores: int) -> int | None:
     """The cores vLLM's CPU binding keeps off the model's OpenMP threads: ``setting`` when set; else the
     operator's ``VLLM_CPU_NUM_OF_RESERVED_CPU``; else none on a machine of at most ``SMALL_MACHINE_CORES``
     cores; else None (vLLM's own default, one core). vLLM keeps a core for its scheduler and frontend, which
@@ -187,7 +187,8 @@ class VLLMEngine(Engine):
     def _cpu_binding(self, config: Any) -> Iterator[None]:
         """On the CPU, with the model in the engine-core process (``in_process``), bind that process's OpenMP
         threads as vLLM binds its own CPU worker process (``VLLM_CPU_OMP_THREADS_BIND``, default ``auto``: all
-        cores but ``VLLM_CPU_NUM_OF_RESERVED_CPU``, default one, kept for the frontend). Unbound, the forward's
+        cores but ``VLLM_CPU_NUM_OF_RESERVED_CPU``, kept for the frontend, which ``reserved_cores`` decides for
+        either process layout). Unbound, the forward's
         threads spread over every core and stall on each other whenever the server's event loop, HTTP or ranking
         takes one of them. vLLM's spawned engine-core process reads the variables when it starts; this process
         has its OpenMP runtime set up already and keeps its own settings. Out of process, vLLM's executor binds
