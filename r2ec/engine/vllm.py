@@ -199,7 +199,7 @@ class VLLMEngine(Engine):
             yield
             return
         reserved = reserved_cores(self.reserved_setting, os.environ, usable_cores())
-        with _environ({RESERVED_ENV: None if reserved is None else str(reserved)}):
+        with _env_var(RESERVED_ENV, None if reserved is None else str(reserved)):
             if not self.in_process:
                 yield
                 return
@@ -421,17 +421,18 @@ class VLLMEngine(Engine):
 
 
 @contextmanager
-def _environ(values: dict[str, str | None]) -> Iterator[None]:
-    """Set the variables whose value is not None for the block (the processes vLLM spawns in it inherit them),
-    then restore them."""
-    saved = {k: os.environ.get(k) for k, v in values.items() if v is not None}
+def _env_var(name: str, value: str | None) -> Iterator[None]:
+    """``name`` set to ``value`` for the block (the processes vLLM spawns in it inherit it), then as it was;
+    None leaves it alone."""
+    if value is None:
+        yield
+        return
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
-        for k in saved:
-            os.environ[k] = str(values[k])
         yield
     finally:
-        for k, old in saved.items():
-            if old is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = old
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
