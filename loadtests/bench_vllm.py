@@ -101,7 +101,7 @@ def vllm_args(dtype: str, e: dict[str, Any]) -> list[str]:
         str(e["gpu_memory_utilization"]),
         "--seed",
         str(e["seed"]),
-        # As our engine asks (in process, one worker); vLLM's CPU platform turns it into its own worker process.
+        # One worker; vLLM's CPU platform runs it in a worker process of its own (as `r2ec serve` does by default).
         "--distributed-executor-backend",
         "uni",
     ]

@@ -112,7 +112,7 @@ class VLLMEngine(Engine):
         self.llm: Any = None
         self.pooler: Any = None
         self.capture_mode = ""
-        self.cpu_binding: dict[str, list[int] | None] = {}  # the engine core's OpenMP cores, where we bound them
+        self.cpu_binding: dict[str, list[int] | None] = {}  # the forward's OpenMP cores on the CPU (either layout)
         self._inflight = 0
         self._closed = False
         # vLLM's own prefix-cache counters per phase (RequestOutput.num_cached_tokens, from the scheduler's
@@ -185,14 +185,14 @@ class VLLMEngine(Engine):
 
     @contextmanager
     def _cpu_binding(self, config: Any) -> Iterator[None]:
-        """On the CPU, with the model in the engine-core process (``in_process``), bind that process's OpenMP
-        threads as vLLM binds its own CPU worker process (``VLLM_CPU_OMP_THREADS_BIND``, default ``auto``: all
-        cores but ``VLLM_CPU_NUM_OF_RESERVED_CPU``, kept for the frontend, which ``reserved_cores`` decides for
-        either process layout). Unbound, the forward's
-        threads spread over every core and stall on each other whenever the server's event loop, HTTP or ranking
-        takes one of them. vLLM's spawned engine-core process reads the variables when it starts; this process
-        has its OpenMP runtime set up already and keeps its own settings. Out of process, vLLM's executor binds
-        its worker itself."""
+        """On the CPU, the cores of the process that runs the forward, as vLLM binds its own CPU worker
+        (``OMPProcessManager``: ``VLLM_CPU_OMP_THREADS_BIND``, default ``auto``: all cores but
+        ``VLLM_CPU_NUM_OF_RESERVED_CPU``, which ``reserved_cores`` decides), one OpenMP thread pinned per core.
+        Out of process (the default), vLLM's executor binds its worker itself, from the variables the spawned
+        engine core inherits; the same manager here only reports its cores. In process, the engine-core process
+        is bound that way: unbound, the forward's threads spread over every core and stalled on each other
+        whenever the server's event loop, HTTP or ranking took one of them (docs/benchmarks.md). This process has
+        its OpenMP runtime set up already and keeps its own settings."""
         from vllm.platforms import current_platform
 
         if not current_platform.is_cpu():
@@ -200,9 +200,6 @@ class VLLMEngine(Engine):
             return
         reserved = reserved_cores(self.reserved_setting, os.environ, usable_cores())
         with _env_var(RESERVED_ENV, None if reserved is None else str(reserved)):
-            if not self.in_process:
-                yield
-                return
             from vllm.utils.ompmultiprocessing import OMPProcessManager
 
             manager = OMPProcessManager(config)
@@ -210,6 +207,9 @@ class VLLMEngine(Engine):
                 "cores": list(manager.cpu_lists[0]) if manager.cpu_lists else None,
                 "reserved": list(manager.reserved_cpu_list),
             }
+            if not self.in_process:
+                yield
+                return
             with manager.configure_omp_envs(rank=0, local_rank=0):
                 yield
 

@@ -25,14 +25,28 @@ RESERVED_BEFORE = os.environ.get(RESERVED_ENV)
 
 
 @pytest.fixture(scope="module")
-async def vllm_engine(tiny_bundle):
+async def vllm_started(tiny_bundle):
+    """The module's engine on the default settings, and the processes its start spawned."""
+    eng, spawned = await _start(tiny_bundle, EngineSettings(backend="vllm", max_model_len=2048, max_batch=8))
+    yield eng, spawned
+    await eng.close()
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(vllm_started):
+    return vllm_started[0]
+
+
+async def _start(bundle_dir, settings: EngineSettings):
+    import psutil
+
     from r2ec.engine.vllm import VLLMEngine
 
-    b = load_bundle(tiny_bundle)
-    eng = VLLMEngine(b.model_dir, b.tokenizer, EngineSettings(backend="vllm", max_model_len=2048, max_batch=8))
+    b = load_bundle(bundle_dir)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    eng = VLLMEngine(b.model_dir, b.tokenizer, settings)
     await eng.start()
-    yield eng
-    await eng.close()
+    return eng, [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
 
 
 @pytest.fixture(scope="module")
@@ -101,42 +115,17 @@ async def test_reasoning_free_mode_matches(vllm_engine, tiny_bundle, users):
         assert u_got.reasoning is None and float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
 
 
-async def test_an_engine_core_in_its_own_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
-    """``--no-vllm-in-process``: the model runs in a worker process of its own beside vLLM's engine core, and the
-    hook's rows cross one more process boundary as bytes; reasoning, vectors and top-10 are those of the in-process
-    engine."""
-    import psutil
-
-    from r2ec.engine.vllm import VLLMEngine
-
-    b = load_bundle(tiny_bundle)
-    settings = EngineSettings(backend="vllm", max_model_len=2048, max_batch=8, vllm_in_process=False)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    apart = VLLMEngine(b.model_dir, b.tokenizer, settings)
-    await apart.start()
-    try:
-        spawned = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-        assert spawned, "no engine-core process was started"
-        assert apart.capture_mode == CAPTURE_MODE
-        options = GenerationOptions(max_tokens=24)
-        ref = await _vectors(vllm_engine, b, users[:3], options)
-        got = await _vectors(apart, b, users[:3], options)
-    finally:
-        await apart.close()
-    for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
-        assert u_got.reasoning == u_ref.reasoning
-        assert float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
-    _, alive = psutil.wait_procs(spawned, timeout=30)
-    assert not alive, f"engine processes left running: {alive}"
+def _titled(processes, title: str) -> list:
+    """Those of ``processes`` vLLM titled ``title`` (``VLLM::EngineCore``, ``VLLM::Worker``)."""
+    return [p for p in processes if p.cmdline()[:1] == [title]]
 
 
-def test_the_engine_core_runs_on_the_cores_vllm_would_bind_a_cpu_worker_to(vllm_engine):
-    """In process, the model runs in vLLM's engine-core process; on the CPU its threads are bound as vLLM binds its
-    own worker: on a machine of at most two cores on all of them, on a larger one all but one kept for the
-    frontend (``vllm_cpu_reserved`` auto); the server process and its environment are left as they were."""
-    import psutil
-
-    binding = vllm_engine.stats()["cpu_binding"]
+def _assert_bound_as_vllm_binds_a_cpu_worker(engine, forward: list) -> None:
+    """The ``forward`` processes run on the cores vLLM binds its own CPU worker to: on a machine of at most two
+    cores all of them, on a larger one all but one kept for the frontend (``vllm_cpu_reserved`` auto); OpenMP pins
+    each of their threads to one core of the list, together covering it; the server's environment is left as it
+    was."""
+    binding = engine.stats()["cpu_binding"]
     allowed = os.sched_getaffinity(0)
     assert binding["cores"] and set(binding["cores"]) <= allowed
     assert not set(binding["cores"]) & set(binding["reserved"])
@@ -146,13 +135,50 @@ def test_the_engine_core_runs_on_the_cores_vllm_would_bind_a_cpu_worker_to(vllm_
         else:
             assert binding["reserved"], "no core kept for the server's event loop"
     assert os.environ.get(RESERVED_ENV) == RESERVED_BEFORE  # set for the engine's start only
-    cores = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["VLLM::EngineCore"]]
-    assert cores, "no engine-core process"
-    for p in cores:  # OpenMP pins each of its threads to one core of the list: together they cover it, no more
+    assert forward, "no process runs the forward"
+    for p in forward:
         pinned = [os.sched_getaffinity(t.id) for t in p.threads()]
         assert set().union(*(a for a in pinned if len(a) == 1)) == set(binding["cores"])
         assert all(a <= set(binding["cores"]) for a in pinned)
     assert not {"OMP_PLACES", "OMP_PROC_BIND"} & set(os.environ)  # this process's environment is restored
+
+
+def test_by_default_the_model_runs_in_a_worker_process_bound_as_vllm_binds_its_own(vllm_started):
+    """The default layout is vLLM's own server's on the CPU: the model in a worker process of its own beside the
+    engine core (whose scheduler then stays off the forward's cores), bound by vLLM's executor to the cores the
+    engine reports; the engine core's threads are not pinned to them."""
+    engine, spawned = vllm_started
+    assert not engine.in_process
+    _assert_bound_as_vllm_binds_a_cpu_worker(engine, _titled(spawned, "VLLM::Worker"))
+    (core,) = _titled(spawned, "VLLM::EngineCore")
+    if len(os.sched_getaffinity(0)) > 1:
+        assert not any(len(os.sched_getaffinity(t.id)) == 1 for t in core.threads())
+
+
+async def test_the_model_in_the_engine_core_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
+    """``--vllm-in-process``: the model runs in vLLM's engine-core process (no worker process), its threads bound
+    there as vLLM would bind a worker; reasoning, vectors and top-10 are those of the default layout, and closing
+    it leaves no process behind."""
+    import psutil
+
+    settings = EngineSettings(backend="vllm", max_model_len=2048, max_batch=8, vllm_in_process=True)
+    inside, spawned = await _start(tiny_bundle, settings)
+    try:
+        assert _titled(spawned, "VLLM::EngineCore"), "no engine-core process was started"
+        assert not _titled(spawned, "VLLM::Worker"), "a worker process, in process"
+        assert inside.capture_mode == CAPTURE_MODE
+        _assert_bound_as_vllm_binds_a_cpu_worker(inside, _titled(spawned, "VLLM::EngineCore"))
+        options = GenerationOptions(max_tokens=24)
+        b = load_bundle(tiny_bundle)
+        ref = await _vectors(vllm_engine, b, users[:3], options)
+        got = await _vectors(inside, b, users[:3], options)
+    finally:
+        await inside.close()
+    for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
+        assert u_got.reasoning == u_ref.reasoning
+        assert float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
+    _, alive = psutil.wait_procs(spawned, timeout=30)
+    assert not alive, f"engine processes left running: {alive}"
 
 
 def test_the_cores_kept_off_the_forward():
