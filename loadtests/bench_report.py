@@ -323,7 +323,7 @@ def _vllm(v: dict[str, Any]) -> list[str]:
         lines += _table(
             f"dtype {dtype}"
             + (f"; vLLM's CPU worker bound to cores {cores}" if cores else "")
-            + (f"; our engine core's threads bound to cores {ours}" if ours else "")
+            + (f"; our model's threads bound to cores {ours}" if ours else "")
             + ".",
             [
                 "clients",
