@@ -35,9 +35,8 @@ class EngineFields(BaseModel):
         description="The model runs in vLLM's engine-core process (one executor; on the CPU its OpenMP threads "
         "bound as vLLM binds a worker: VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU); false (the "
         "default): as vLLM's OpenAI server runs it, on the CPU in a worker process of its own, which keeps the "
-        "scheduler's work off the forward's cores (13% / 5.5% more requests/s at 1 / 8 clients on 2 cores, the same at "
-        "16: docs/benchmarks.md). The "
-        "engine core is a process of its own either way.",
+        "scheduler's work off the forward's cores (13% / 5.5% more requests/s at 1 / 8 clients on 2 cores, the "
+        "same at 16: docs/benchmarks.md). The engine core is a process of its own either way.",
     )
     vllm_cpu_reserved: int | None = Field(
         None,
