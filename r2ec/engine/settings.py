@@ -48,11 +48,12 @@ class EngineFields(BaseModel):
     )
     vllm_answer_at_budget: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="A generation cut by its reasoning budget goes on with <answer> forced (a logits processor), so "
-        "that its own last step is the user vector, instead of a capture pass after it. auto: where other "
+        description="A logits processor that ends each generation in the engine core right after <answer> (its "
+        "last step is the user vector; a stop string can abort it before that step), and a generation cut by its "
+        "reasoning budget goes on with <answer> forced, instead of a capture pass after it. Forcing, auto: where other "
         "generations are in flight (each forced token is then a row in a step the batch runs anyway; alone, a "
         "step per token costs more than one capture pass), on the CPU only (on a GPU, vLLM's async scheduling "
-        "syncs each step for a custom logits processor; not measured here); on: always, anywhere; off: never.",
+        "syncs each step for a custom logits processor; not measured here); on: always, anywhere; off: no processor.",
     )
     vllm_block_size: int = Field(
         0,

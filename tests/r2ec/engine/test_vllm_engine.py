@@ -267,8 +267,10 @@ async def test_an_extra_stop_and_the_conclusion_match_transformers(vllm_engine, 
 
 
 async def test_a_generation_that_ends_at_answer_needs_no_capture_pass(vllm_engine, tiny_bundle, users):
-    """vLLM stops at <answer> in its front end after the engine core ran one more step for the request, whose
-    row is the user vector: the hook keeps it, and it equals what a capture pass of the same ids computes."""
+    """The engine core ends a generation at <answer> in the step after it (the processor forces the end token),
+    whose row is the user vector: the hook keeps it, also with others beside it in the model's worker process
+    (a stop string, matched in the front end, lost it to the abort), and it equals what a capture pass of the
+    same ids computes. The ids and text end at <answer>, not at the end token."""
     from r2ec.engine.vllm import VLLMEngine
 
     b = load_bundle(tiny_bundle)
@@ -281,13 +283,17 @@ async def test_a_generation_that_ends_at_answer_needs_no_capture_pass(vllm_engin
     eng = VLLMEngine(b.model_dir, b.tokenizer, EngineSettings(backend="vllm", max_model_len=2048), marker)
     await eng.start()
     try:
-        for i in range(4):
-            gen = await eng.generate(prompt, GenerationOptions(max_tokens=20), f"a{i}")
+        alone = [await eng.generate(prompt, GenerationOptions(max_tokens=20), f"a{i}") for i in range(2)]
+        together = await asyncio.gather(
+            *(eng.generate(prompt, GenerationOptions(max_tokens=20), f"t{i}") for i in range(8))
+        )
+        for i, gen in enumerate([*alone, *together]):
             assert gen.finish_reason == "answer" and gen.final_state is not None
+            assert gen.token_ids == free.token_ids[:6] and gen.text == free.text[: free.text.index(marker)]
             want = (await eng.encode([prompt + gen.token_ids], f"c{i}"))[0]  # the capture pass of the same ids
             got = gen.final_state / np.linalg.norm(gen.final_state)
             assert float(got @ want) >= 0.9999
-        assert eng.stats()["final_states"] == {"kept": 4, "missed": 0}
+        assert eng.stats()["final_states"] == {"kept": 10, "missed": 0}
         # A generation cut by its budget before the stop text keeps nothing to hand over: a capture pass.
         short = await eng.generate(prompt, GenerationOptions(max_tokens=2, fixed_length=True), "short")
         assert short.finish_reason == "length" and short.final_state is None
@@ -343,7 +349,8 @@ def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
 
 async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture_pass(vllm_engine, tiny_bundle, users):
     """At its budget a generation goes on with <answer>'s ids forced; the step after them is the user vector, the
-    hook keeps it, and it equals the capture pass of the same ids. The reasoning is the unforced generation's,
+    engine core ends the generation there, the hook keeps it (each of 8 at once, in the model's worker process),
+    and it equals the capture pass of the same ids. The reasoning is the unforced generation's,
     and the finish reason and token count say the budget ended it. The budget counts <answer>'s ids: the
     model writes 12 - len(<answer>) tokens itself, and the output is 12 tokens in all. ``auto`` forces only
     beside other generations; ``off`` never."""
@@ -360,10 +367,10 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
     assert alone.token_ids == plain.token_ids and alone.final_state is None and alone.finish_reason == "length"
     assert alone.num_tokens == 12  # its own tokens and the <answer> the capture pass writes for it
     together = await asyncio.gather(
-        *(vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), f"budget{i}") for i in range(3))
+        *(vllm_engine.generate(prompt, GenerationOptions(max_tokens=12), f"budget{i}") for i in range(8))
     )
     forced = [g for g in together if len(g.token_ids) > own]
-    assert len(forced) >= 2  # the first may have started alone; those after it see it in flight
+    assert len(forced) >= 7  # the first may have started alone; those after it see it in flight
     for i, gen in enumerate(forced):
         assert gen.finish_reason == "length" and gen.num_tokens == 12 == len(gen.token_ids)
         assert gen.token_ids == [*plain.token_ids, *answer] and gen.text == plain.text
