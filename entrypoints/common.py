@@ -49,7 +49,9 @@ def need_bundle(path: Path) -> None:
 def threads_for(threads: int | None) -> None:
     import torch
 
-    torch.set_num_threads(threads or max(1, min(os.cpu_count() or 1, 16)))
+    from r2ec.engine.selection import usable_cores
+
+    torch.set_num_threads(threads or max(1, min(usable_cores(), 16)))
 
 
 def mask_for(protocol: str, mask: str | None) -> Any:

@@ -21,7 +21,7 @@ from loadtests.launcher import ServerProcess
 from loadtests.rawhttp import LoopResult, closed_loop, run
 from model_export.data.format import Dataset
 from model_export.data.splits import temporal_split
-from r2ec.engine.selection import bf16_verdict, native_bf16
+from r2ec.engine.selection import bf16_verdict, native_bf16, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,8 @@ def machine() -> dict[str, Any]:
         vllm_version = None
     return {
         "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),  # what this run could use (its affinity), as the engine's rules count them
+        "cores_online": os.cpu_count(),
         "native_bf16": native_bf16("cpu"),
         "bf16_verdict": asdict(bf16_verdict("cpu")),  # what makes `auto` pick bfloat16 (r2ec.engine.selection)
         "memory_gib": round(mem_gib, 1),

@@ -42,8 +42,8 @@ from model_export.bundle import Bundle
 from r2ec.engine.base import Engine
 from r2ec.engine.factory import EngineFields
 from r2ec.engine.reasoning import INCOMPLETE
-from r2ec.engine.selection import candidates
-from r2ec.engine.vllm import reserved_cores, resolve_block_size, usable_cores
+from r2ec.engine.selection import candidates, usable_cores
+from r2ec.engine.vllm import reserved_cores, resolve_block_size
 from r2ec.models import stop_token_ids
 
 SERVED_NAME = "r2ec-bench"

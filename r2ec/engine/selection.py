@@ -41,6 +41,11 @@ BF16_SLOWDOWN_KEPT = 1.1
 GEMM_SHAPE = (256, 1024, 1024)  # rows x in x out: a prefill-sized product, compute-bound on any CPU
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a container's cpuset), not all the machine has."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_flags(cpuinfo: str) -> set[str]:
     """Feature flags of ``/proc/cpuinfo`` text (``flags`` on x86, ``Features`` on Arm)."""
     flags: set[str] = set()

@@ -37,6 +37,7 @@ from r2ec.engine.base import (
     StageTimes,
 )
 from r2ec.engine.reasoning import ReasoningStream, end_reason
+from r2ec.engine.selection import usable_cores
 from r2ec.engine.settings import SMALL_MACHINE_CORES, EngineSettings
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX, GENERATION_PREFIX
 from r2ec.models import stop_token_ids
@@ -76,10 +77,6 @@ def reserved_cores(setting: int | None, environ: Mapping[str, str], cores: int) 
     if RESERVED_ENV in environ:
         return None  # vLLM reads it itself
     return 0 if cores <= SMALL_MACHINE_CORES else None
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class VLLMEngine(Engine):

@@ -94,7 +94,7 @@ def test_smoke_bench_runs_every_scenario(tiny_bundle, dataset_dir, tmp_path):
     assert counters["prefill"]["generation"]["requests"] >= 9 and counters["answer_forced"] >= 0
     # The same prompt ids, greedy, one request at a time: both servers generate the same tokens.
     assert vllm[picked]["levels"]["1"]["agreement"]["same_tokens"] == 1.0
-    assert result["machine"]["cores"] >= 1
+    assert 1 <= result["machine"]["cores"] <= result["machine"]["cores_online"]
     text = docs.read_text()
     assert "## 1b. Reasoning cut by its budget" in text
     assert "## 1. Hidden-state capture cost" in text and "## 5. Catalog scale" in text

@@ -142,3 +142,19 @@ async def test_start_first_raises_the_last_error_when_nothing_starts():
             lambda c: _Engine(fail=True),  # type: ignore[arg-type,return-value]
             lambda e: e.start(),
         )
+
+
+def test_usable_cores_are_the_process_affinity_not_the_machine():
+    """A process held to one core (a container's cpuset, taskset) counts one, whatever the machine has."""
+    import os
+    import subprocess
+    import sys
+
+    assert selection.usable_cores() == len(os.sched_getaffinity(0))
+    one = min(os.sched_getaffinity(0))
+    code = (
+        f"import os; os.sched_setaffinity(0, {{{one}}}); "
+        "from r2ec.engine.selection import usable_cores; print(usable_cores())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
