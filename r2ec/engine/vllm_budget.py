@@ -71,6 +71,8 @@ class AnswerEnd(LogitsProcessor):
         self._config = vllm_config
         self._tokenizer = tokenizer
         self._holds: dict[tuple[int, str], bool] = {}  # (token, character): whether the token's text holds it
+        if tokenizer is None and vllm_config is not None:
+            _ = self.tokenizer  # loaded with the worker, not by the first request that writes '>'
 
     @property
     def tokenizer(self) -> Any:
@@ -124,12 +126,13 @@ class AnswerEnd(LogitsProcessor):
         if tokenizer is None:  # an engine started without one: only the ids themselves count
             return output[-len(spec.ids) :] == spec.ids
         last = spec.answer[-1]
-        # A single token's decode may drop a leading space (SentencePiece), so spaces are not prefiltered.
-        if not last.isspace() and not self._holds_char(output[-1], last):
+        # Only a printable ASCII character is sure to show in its token's own decode: a single token's decode may
+        # drop a leading space (SentencePiece), and a byte token of a longer character decodes to U+FFFD.
+        if last.isascii() and last.isprintable() and not last.isspace() and not self._holds_char(output[-1], last):
             return False
-        # Each token holds at least one character: the answer lies in its last len(answer) tokens, one more for a
-        # first token whose leading space a decode drops.
-        tail = output[-(len(spec.answer) + 1) :]
+        # Each token holds at least one byte of the text: the answer lies in its last len(bytes) tokens, one more
+        # for a first token whose leading space a decode drops.
+        tail = output[-(len(spec.answer.encode("utf-8")) + 1) :]
         if spec.answer not in tokenizer.decode(tail):
             return False
         return spec.answer not in tokenizer.decode(tail[:-1])

@@ -109,3 +109,17 @@ def test_it_finds_the_answer_in_the_text_whatever_tokens_wrote_it(smollm_tokeniz
     assert spec('Alien.<answer>"').output[-2:] != ids[-2:]  # not <answer>'s own ids
     for text in ("a -> b", "x > y and <answer", "<answer> then more text", "<answer>\n", ""):
         assert not proc.ends_answer(spec(text)), text
+
+
+def test_an_answer_text_beyond_ascii_is_found_across_byte_tokens(smollm_tokenizer):
+    """A bundle's answer text may end in a character that byte-level BPE writes as several byte tokens, none of
+    which decodes to it alone."""
+    tok = smollm_tokenizer
+    proc = AnswerEnd(None, torch.device("cpu"), False, tokenizer=tok)
+    answer = "答䶵"  # 䶵: rare enough to be written as bytes, not as one token
+    output = tok.encode("so the pick is " + answer, add_special_tokens=False)
+    assert len(output) > len(tok.encode("so the pick is ", add_special_tokens=False)) + len(answer)  # byte tokens
+    spec = Spec(None, tok.encode(answer, add_special_tokens=False), answer, END, output)
+    assert proc.ends_answer(spec)
+    for cut in range(1, 4):
+        assert not proc.ends_answer(Spec(None, spec.ids, answer, END, output[:-cut]))
