@@ -55,6 +55,14 @@ class EngineFields(BaseModel):
         "step per token costs more than one capture pass), on the CPU only (on a GPU, vLLM's async scheduling "
         "syncs each step for a custom logits processor; not measured here); on: always, anywhere; off: no processor.",
     )
+    vllm_state_handoff: Literal["shm", "rpc"] = Field(
+        "shm",
+        description="How the worker hands a request's kept hidden state (the user vector, a capture pass's row) to the "
+        "server: shm, a shared-memory slot the worker writes in the step that computes it (the server reads it with "
+        "the request's final output); rpc: a collective_rpc call, which vLLM's engine core serves only between steps "
+        "(a request that ends while others generate waits up to a step). shm falls back to rpc where shared memory "
+        "cannot be set up; on a GPU only capture passes use it (a generation's per-step host copy would sync the GPU).",
+    )
     vllm_block_size: int = Field(
         0,
         ge=0,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from r2ec import ANSWER
+from r2ec import ANSWER, logs
 from r2ec.engine.base import (
     Delta,
     Engine,
@@ -39,15 +39,18 @@ from r2ec.engine.base import (
 from r2ec.engine.reasoning import ReasoningStream, end_reason
 from r2ec.engine.selection import usable_cores
 from r2ec.engine.settings import SMALL_MACHINE_CORES, EngineSettings
+from r2ec.engine.vllm_handoff import NO_SLOT, Slot, SlotTable
 from r2ec.engine.vllm_hook import CAPTURE_PREFIX, GENERATION_PREFIX
 from r2ec.models import stop_token_ids
 from r2ec.pooling import l2_normalize
 
+log = logs.get(__name__)
 CaptureMode = Literal["hook", "pooling"]
 PHASES = ("generation", "capture")
 # vLLM's CPU platform picks 128-token blocks unless told; its attention kernel takes any multiple of 32. The
 # capture pass reuses only full blocks of the generation, so 128 left ~64 tokens per request to recompute.
 CPU_BLOCK_SIZE = 32
+MAX_SLOTS = 1024  # shared-memory handoff slots beyond the running batch (a few MiB even for a 2B model's rows)
 
 
 def resolve_block_size(setting: int) -> int | None:
@@ -125,6 +128,8 @@ class VLLMEngine(Engine):
         # The token the processor ends a generation with after <answer>: one the engine core stops on.
         self._end_id: int | None = eos if eos in self._stop_ids else (self._stop_ids[0] if self._stop_ids else None)
         self._ends_in_core = self._forcing and self._end_id is not None and bool(self._answer_ids)
+        self.handoff = s.vllm_state_handoff if self.capture == "hook" else "rpc"
+        self._slots: SlotTable | None = None  # shared-memory handoff of kept states (vllm_handoff), once attached
 
     def _engine_args(self, pooling: bool) -> Any:
         from vllm import AsyncEngineArgs
@@ -173,9 +178,28 @@ class VLLMEngine(Engine):
         if self.capture == "hook":
             modes = await self.llm.collective_rpc("r2ec_install", args=(CAPTURE_PREFIX, GENERATION_PREFIX))
             self.capture_mode = str(modes[0])
+            if self.handoff == "shm":
+                self._slots = await self._attach_slots()
         else:
             self.pooler = self._async_llm(pooling=True)
             self.capture_mode = "pooling-engine:LAST"
+
+    async def _attach_slots(self) -> SlotTable | None:
+        """The shared-memory table the worker writes kept states into, or None (RPC only) where it cannot be set
+        up: no shared memory, or a worker that does not attach. One slot per request in flight, up to the queue
+        limit, plus the running batch again so that a released slot rests a while (``SlotTable.allocate``)."""
+        try:
+            hidden = int(self.llm.model_config.get_hidden_size())
+            table = SlotTable(min(self.max_queue, MAX_SLOTS) + self.max_num_seqs, hidden)
+        except (OSError, ValueError) as exc:
+            log.warning("state handoff over RPC", extra={"reason": str(exc)})
+            return None
+        attached = await self.llm.collective_rpc("r2ec_attach", args=(table.name, table.slots, hidden))
+        if not attached or not attached[0]:
+            table.close()
+            log.warning("state handoff over RPC", extra={"reason": "the worker did not attach"})
+            return None
+        return table
 
     def _async_llm(self, pooling: bool) -> Any:
         from vllm.usage.usage_lib import UsageContext
@@ -221,6 +245,9 @@ class VLLMEngine(Engine):
             if llm is not None:
                 llm.shutdown()
         self.llm = self.pooler = None
+        if self._slots is not None:
+            self._slots.close()  # after the worker is gone: nothing writes to it any more
+            self._slots = None
 
     @property
     def ready(self) -> bool:
@@ -236,8 +263,28 @@ class VLLMEngine(Engine):
             "cpu_binding": dict(self.cpu_binding),
             "prefill": prefill,
             "final_states": dict(self._states),
+            "state_handoff": self._handoff_stats(),
             "answer_forced": self._answer_forced,
         }
+
+    def _handoff_stats(self) -> dict[str, Any]:
+        """How kept states reach the server: ``shm`` with its slots and the rows taken from them and refused there
+        (not written, or rewritten: fetched by RPC instead), or ``rpc``."""
+        if self._slots is None:
+            return {"mode": "rpc"}
+        return {"mode": "shm", "slots": self._slots.slots, "taken": self._slots.taken, "refused": self._slots.refused}
+
+    def _slot(self, generation: bool) -> Slot | None:
+        """A shared-memory slot for a request's kept state: captures always (their row is copied to the host
+        anyway); generations where the engine core ends them after <answer> (the CPU by default), since the hook
+        then copies every step's row of theirs to the host, which would sync a GPU each step."""
+        if self._slots is None or (generation and not self._ends_in_core):
+            return None
+        return self._slots.allocate()
+
+    def _release(self, slot: Slot | None) -> None:
+        if slot is not None and self._slots is not None:
+            self._slots.release(slot)
 
     def _count_prefill(self, phase: str, out: Any, prompt_ids: Sequence[int]) -> None:
         counts = self._prefill[phase]
@@ -313,7 +360,8 @@ class VLLMEngine(Engine):
         started = loop.time()
         stream = ReasoningStream(self.answer, self.extra_stops)
         counted = 0
-        engine_id = f"{GENERATION_PREFIX}{request_id}-{uuid.uuid4().hex[:8]}"
+        slot = self._slot(generation=True)
+        engine_id = f"{GENERATION_PREFIX}{slot.tag if slot else NO_SLOT}-{request_id}-{uuid.uuid4().hex[:8]}"
         try:
             final: Any = None
             async for out in self.llm.generate(
@@ -363,23 +411,31 @@ class VLLMEngine(Engine):
             state = None
             if reason == "answer" or forced:
                 fetched = loop.time()
-                state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1)
+                state = await self._final_state(engine_id, len(prompt_ids) + len(ids) - 1, slot)
                 timings.capture_s = loop.time() - fetched  # part of the capture: the recommender adds its own
             tokens = options.output_tokens(budget if forced else len(ids), reason, len(self._answer_ids))
             # Out of flight before the result is handed over: a caller that stops iterating at it (``final``)
             # closes this generator only when it is collected, and the count decides forcing for the next one.
             self._inflight -= 1
             released = True
+            self._release(slot)
+            slot = None
             yield Generation(reasoning, tokens, reason, timings, token_ids=ids, final_state=state)
         finally:
             if not released:
                 self._inflight -= 1
+            self._release(slot)
 
-    async def _final_state(self, engine_id: str, position: int) -> np.ndarray | None:
+    async def _final_state(self, engine_id: str, position: int, slot: Slot | None = None) -> np.ndarray | None:
         """The post-norm state at ``position`` (the last generated token) of generation ``engine_id``, where the
-        hook kept it; None sends the recommender to a capture pass."""
+        hook kept it: from its shared-memory slot, else over RPC; None sends the recommender to a capture pass."""
         if self.capture != "hook":
             return None
+        if slot is not None and self._slots is not None:
+            row = self._slots.take(slot, position)
+            if row is not None:
+                self._states["kept"] += 1
+                return row
         try:
             rows = await self.llm.collective_rpc("r2ec_fetch_state", args=(engine_id, position))
         except Exception:  # an engine that fails here fails the capture pass too, with its own error
@@ -394,13 +450,21 @@ class VLLMEngine(Engine):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        request_id = f"{CAPTURE_PREFIX}{uuid.uuid4().hex}"
+        slot = self._slot(generation=False)
+        request_id = f"{CAPTURE_PREFIX}{slot.tag if slot else NO_SLOT}-{uuid.uuid4().hex}"
         params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
         final: Any = None
-        async for out in self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id):
-            final = out
-        if final is not None:
-            self._count_prefill("capture", final, ids)
+        try:
+            async for out in self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id):
+                final = out
+            if final is not None:
+                self._count_prefill("capture", final, ids)
+            if slot is not None and self._slots is not None:
+                row = self._slots.take(slot, len(ids) - 1)
+                if row is not None:
+                    return row
+        finally:
+            self._release(slot)
         rows = await self.llm.collective_rpc("r2ec_fetch", args=(request_id,))
         if not rows or rows[0] is None:
             raise EngineClosed(f"hidden state of {request_id} was not captured")

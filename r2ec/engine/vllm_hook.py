@@ -27,7 +27,10 @@ bytes, never tensors.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from functools import lru_cache
 from typing import Any
+
+from r2ec.engine.vllm_handoff import Slot, SlotWriter, tag_of
 
 CAPTURE_PREFIX = "r2ec-cap-"
 GENERATION_PREFIX = "r2ec-gen-"
@@ -67,24 +70,35 @@ class HiddenStateCapture:
                 return  # dummy/profile runs and spec-decode layouts carry no user requests
             starts = runner.query_start_loc.np
             computed = runner.input_batch.num_computed_tokens_cpu
+            writer: SlotWriter | None = getattr(runner, "_r2ec_writer", None)
+            slotted: list[tuple[int, Slot, int]] = []  # (row, slot, position) handed over in shared memory
             # A step with prompt-logprob requests calls compute_logits again on prompt rows, which must not pass
             # for generation rows (r2ec never asks for prompt logprobs; such steps keep no generation rows).
             prompt_logprobs = bool(getattr(runner, "num_prompt_logprobs", None))
             for i, req_id in enumerate(req_ids):
                 if req_id is None:
                     continue
-                if req_id.startswith(prefix):
-                    # A chunked prefill reaches here once per chunk; the last write is the final position.
+                capture = req_id.startswith(prefix)
+                if not capture and (prompt_logprobs or not req_id.startswith(generation_prefix)):
+                    continue
+                # The row is the state at the step's last scheduled token: the runner's own position arithmetic
+                # (computed tokens before the step + tokens scheduled in it - 1). A chunked prefill reaches here
+                # once per chunk; the last write is the final position.
+                position = int(computed[i]) + int(starts[i + 1] - starts[i]) - 1
+                slot = _slot(req_id, prefix if capture else generation_prefix) if writer is not None else None
+                if slot is not None:
+                    slotted.append((i, slot, position))
+                elif capture:
                     store[req_id] = rows[i].detach().float().cpu().numpy().tobytes()
                     store.move_to_end(req_id)
-                elif req_id.startswith(generation_prefix) and not prompt_logprobs:
-                    # The row is the state at the step's last scheduled token: the runner's own position arithmetic
-                    # (computed tokens before the step + tokens scheduled in it - 1).
-                    position = int(computed[i]) + int(starts[i + 1] - starts[i]) - 1
+                else:
                     if req_id not in states:
                         states[req_id] = deque(maxlen=_STEPS_KEPT)
                     states[req_id].append((position, rows[i].detach().clone()))
                     states.move_to_end(req_id)
+            if slotted and writer is not None:
+                picked = rows[[i for i, _, _ in slotted]].detach().float().cpu().numpy()
+                writer.write([s for _, s, _ in slotted], [at for _, _, at in slotted], picked)
             while len(store) > _MAX_KEPT:
                 store.popitem(last=False)
             while len(states) > states_kept:
@@ -100,6 +114,27 @@ class HiddenStateCapture:
         model.compute_logits = compute_logits
         runner._r2ec_capture_mode = CAPTURE_MODE
         return str(runner._r2ec_capture_mode)
+
+    def r2ec_attach(self, name: str, slots: int, hidden: int) -> bool:
+        """Write the kept rows of requests whose ids name a slot into the server's shared-memory table ``name``
+        (``vllm_handoff``). Only the first rank writes (tensor-parallel ranks hold the same rows); False where this
+        worker does not (another rank, another hidden size, no such segment): the server then fetches by RPC."""
+        runner = self.model_runner
+        if int(getattr(self, "rank", 0) or 0) != 0:
+            return False
+        own = int(runner.model_config.get_hidden_size())
+        if own != int(hidden):
+            return False
+        old: SlotWriter | None = getattr(runner, "_r2ec_writer", None)
+        try:
+            runner._r2ec_writer = SlotWriter(name, int(slots), own)
+        except (OSError, ValueError):
+            runner._r2ec_writer = None
+            return False
+        finally:
+            if old is not None:
+                old.detach()
+        return True
 
     def r2ec_fetch(self, request_id: str) -> bytes | None:
         """Pop the captured row of ``request_id`` (vLLM appends ``-<random>`` to ids, so match that too)."""
@@ -120,6 +155,11 @@ class HiddenStateCapture:
             return None
         row = next((r for at, r in states.pop(key) if at == position), None)
         return None if row is None else bytes(row.float().cpu().numpy().tobytes())
+
+
+@lru_cache(maxsize=4096)
+def _slot(request_id: str, prefix: str) -> Slot | None:
+    return tag_of(request_id, prefix)
 
 
 def _engine_key(kept: OrderedDict[str, Any], request_id: str) -> str | None:

@@ -294,6 +294,9 @@ async def test_a_generation_that_ends_at_answer_needs_no_capture_pass(vllm_engin
             got = gen.final_state / np.linalg.norm(gen.final_state)
             assert float(got @ want) >= 0.9999
         assert eng.stats()["final_states"] == {"kept": 10, "missed": 0}
+        # Each generation's row and each capture pass's came through shared memory, none over the RPC.
+        handoff = eng.stats()["state_handoff"]
+        assert handoff["mode"] == "shm" and (handoff["taken"], handoff["refused"]) == (20, 0)
         # A generation cut by its budget before the stop text keeps nothing to hand over: a capture pass.
         short = await eng.generate(prompt, GenerationOptions(max_tokens=2, fixed_length=True), "short")
         assert short.finish_reason == "length" and short.final_state is None
@@ -347,6 +350,63 @@ def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
     assert worker.r2ec_fetch_state("r2ec-gen-c-9abcabcd", 1) is None  # only the last three steps are kept
 
 
+def test_the_hook_writes_a_slotted_request_s_row_to_shared_memory_at_each_step():
+    """A request whose id names a handoff slot (``vllm_handoff``) has its row written there at its step's position,
+    each step over the last, and is not kept for the RPC; a capture pass's row likewise; a worker whose model has
+    another hidden size does not attach."""
+    import torch
+
+    from r2ec.engine.vllm_handoff import SlotTable
+
+    class Batch:
+        def __init__(self) -> None:
+            self.req_ids: list[str] = []
+            self.num_computed_tokens_cpu = np.zeros(4, dtype=np.int64)
+
+    class Starts:
+        np = np.array([0, 1, 2, 2, 2], dtype=np.int32)
+
+    class Model:
+        def compute_logits(self, hidden_states):
+            return hidden_states
+
+    class Config:
+        def get_hidden_size(self) -> int:
+            return 3
+
+    class Runner:
+        __module__ = "vllm.v1.worker.cpu_model_runner"
+        input_batch, query_start_loc, max_num_reqs, model, model_config = Batch(), Starts(), 4, Model(), Config()
+
+        def get_model(self):
+            return self.model
+
+    worker = HiddenStateCapture()
+    worker.model_runner = runner = Runner()
+    worker.r2ec_install()
+    table = SlotTable(4, 3)
+    try:
+        assert not worker.r2ec_attach(table.name, table.slots, 5)
+        assert worker.r2ec_attach(table.name, table.slots, 3)
+        gen, cap = table.allocate(), table.allocate()
+        assert gen is not None and cap is not None
+        ids = [f"r2ec-gen-{gen.tag}-u-1234abcd-0", f"r2ec-cap-{cap.tag}-5678-0"]
+        for position in (20, 21):  # two decode steps of the generation beside the capture's one-token prefill
+            runner.input_batch.req_ids = ids
+            runner.input_batch.num_computed_tokens_cpu[:2] = [position, 7]
+            runner.model.compute_logits(torch.tensor([[float(position)] * 3, [7.0] * 3]))
+        assert table.take(gen, 20) is None  # overwritten by the later step
+        assert [None if r is None else r.tolist() for r in (table.take(gen, 21), table.take(cap, 7))] == [
+            [21.0] * 3,
+            [7.0] * 3,
+        ]
+        assert worker.r2ec_fetch_state(ids[0].rsplit("-", 1)[0], 21) is None  # nothing kept for the RPC
+        assert worker.r2ec_fetch(ids[1]) is None
+    finally:
+        runner._r2ec_writer.detach()  # type: ignore[attr-defined]
+        table.close()
+
+
 async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture_pass(vllm_engine, tiny_bundle, users):
     """At its budget a generation goes on with <answer>'s ids forced; the step after them is the user vector, the
     engine core ends the generation there, the hook keeps it (each of 8 at once, in the model's worker process),
@@ -387,17 +447,25 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
     finally:
         vllm_engine.answer_at_budget = "auto"
     assert after["final_states"]["kept"] - before["final_states"]["kept"] == len(forced)
-    for mode, writes in (("on", True), ("off", False)):
-        settings = EngineSettings(backend="vllm", max_model_len=2048, vllm_answer_at_budget=mode)
+    kept = {}
+    for mode, handoff, writes in (("on", "shm", True), ("on", "rpc", True), ("off", "shm", False)):
+        settings = EngineSettings(
+            backend="vllm", max_model_len=2048, vllm_answer_at_budget=mode, vllm_state_handoff=handoff
+        )
         eng = VLLMEngine(b.model_dir, b.tokenizer, settings)
         await eng.start()
         try:
             gen = await eng.generate(prompt, GenerationOptions(max_tokens=12), mode)
+            stats = eng.stats()
         finally:
             await eng.close()
         assert gen.finish_reason == "length" and gen.text == plain.text
         assert gen.token_ids == ([*plain.token_ids, *answer] if writes else plain.token_ids)
         assert (gen.final_state is not None) is writes
+        assert stats["state_handoff"]["mode"] == handoff
+        if writes:
+            kept[handoff] = gen.final_state
+    np.testing.assert_array_equal(kept["shm"], kept["rpc"])  # the same row, either way over
 
 
 async def test_a_caller_that_keeps_only_the_result_gets_the_same_generation_from_one_output(
