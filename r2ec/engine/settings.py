@@ -61,7 +61,8 @@ class EngineFields(BaseModel):
         "server: shm, a shared-memory slot the worker writes in the step that computes it (the server reads it with "
         "the request's final output); rpc: a collective_rpc call, which vLLM's engine core serves only between steps "
         "(a request that ends while others generate waits up to a step). shm falls back to rpc where shared memory "
-        "cannot be set up; on a GPU only capture passes use it (a generation's per-step host copy would sync the GPU).",
+        "cannot be set up. Generations use it where the engine core ends them (vllm_answer_at_budget; the CPU by "
+        "default: the hook copies each step's row to the host, which would sync a GPU), capture passes everywhere.",
     )
     vllm_block_size: int = Field(
         0,
