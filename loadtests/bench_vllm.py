@@ -218,6 +218,7 @@ def scenario_vllm(cfg: BenchConfig, bundle: Bundle) -> dict[str, Any]:
             + " "
             + " ".join(vllm_args("DTYPE", e)),
             "reserved_cpus": vllm_reserved(cfg),
+            "omp_wait_policy": "unset (the OpenMP runtime's default, as r2ec's worker by default)",
         },
         "dtypes": {d: vllm_one(cfg, bundle, d, e) for d in dtypes},
     }
@@ -283,7 +284,7 @@ def vllm_one(cfg: BenchConfig, bundle: Bundle, dtype: str, e: dict[str, Any]) ->
             )
         # How the budget-cut generations got their vectors (vllm_answer_at_budget): forced <answer>, or a pass.
         engine = httpx.get(ours.url + "/ready", timeout=30).json()["engine"]
-        counters = {k: engine.get(k) for k in ("answer_forced", "final_states", "prefill")}
+        counters = {k: engine.get(k) for k in ("answer_forced", "final_states", "state_handoff", "prefill")}
     finally:
         ours.stop()
         theirs.stop()

@@ -39,6 +39,8 @@ class Process:
         self.log_path = log or Path(tempfile.mkstemp(prefix=f"r2ec-{self.name}-", suffix=".log")[1])
         base = {k: v for k, v in os.environ.items() if k not in drop_env}
         self.env = {**base, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
+        for name in drop_env:  # also what the line above sets for a server's own threads
+            self.env.pop(name, None)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -131,7 +133,9 @@ class VLLMServer(Process):
         args: list[str],
         env: dict[str, str] | None = None,
         log: Path | None = None,
-        drop_env: tuple[str, ...] = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_USE_V2_MODEL_RUNNER"),
+        # OMP_WAIT_POLICY: the forward's OpenMP threads run in the server's engine core, with the runtime's default
+        # policy as a user's vLLM server has it and as `r2ec serve` spawns its own (vllm_omp_wait_policy auto).
+        drop_env: tuple[str, ...] = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_USE_V2_MODEL_RUNNER", "OMP_WAIT_POLICY"),
     ):
         super().__init__(env, log, drop_env)
         self.model, self.served_name, self.args = model, served_name, list(args)

@@ -55,6 +55,15 @@ class EngineFields(BaseModel):
         "step per token costs more than one capture pass), on the CPU only (on a GPU, vLLM's async scheduling "
         "syncs each step for a custom logits processor; not measured here); on: always, anywhere; off: no processor.",
     )
+    vllm_omp_wait_policy: Literal["auto", "passive", "active", "inherit"] = Field(
+        "auto",
+        description="On the CPU, OMP_WAIT_POLICY of vLLM's engine-core and worker processes, whose OpenMP threads "
+        "run the forward, one pinned per core: auto, unset (the OpenMP runtime's default: a thread spins a while "
+        "after a parallel region, then sleeps; what vLLM's own server gets); passive: sleep at once, which wakes "
+        "every thread for each of the forward's hundreds of parallel regions (30% slower at 8 at a time on 2 "
+        "cores: docs/benchmarks.md); active: spin always; inherit: this process's variable (r2ec's commands "
+        "set PASSIVE for their own threads).",
+    )
     vllm_state_handoff: Literal["shm", "rpc"] = Field(
         "shm",
         description="How the worker hands a request's kept hidden state (the user vector, a capture pass's row) to the "

@@ -67,6 +67,21 @@ def resolve_block_size(setting: int) -> int | None:
 
 
 RESERVED_ENV = "VLLM_CPU_NUM_OF_RESERVED_CPU"
+OMP_WAIT_ENV = "OMP_WAIT_POLICY"
+
+
+class _Keep:
+    """An environment variable left as it is."""
+
+
+KEEP = _Keep()
+# vllm_omp_wait_policy -> the variable the engine's processes are spawned with (None: unset).
+OMP_WAIT_POLICIES: dict[str, str | _Keep | None] = {
+    "auto": None,
+    "passive": "PASSIVE",
+    "active": "ACTIVE",
+    "inherit": KEEP,
+}
 
 
 def reserved_cores(setting: int | None, environ: Mapping[str, str], cores: int) -> int | None:
@@ -105,6 +120,7 @@ class VLLMEngine(Engine):
         self.gpu_memory_utilization, self.kv_cache_gib = s.vllm_gpu_memory_utilization, s.vllm_kv_cache_gib
         self.block_size_setting = s.vllm_block_size
         self.reserved_setting = s.vllm_cpu_reserved
+        self.omp_wait_policy = s.vllm_omp_wait_policy
         # Only the hook keeps a generation's own last state, so forcing <answer> pays off with it alone.
         self.answer_at_budget = s.vllm_answer_at_budget if self.capture == "hook" else "off"
         self._answer_ids: list[int] = list(tokenizer.encode(answer, add_special_tokens=False))
@@ -113,7 +129,8 @@ class VLLMEngine(Engine):
         self.llm: Any = None
         self.pooler: Any = None
         self.capture_mode = ""
-        self.cpu_binding: dict[str, list[int] | None] = {}  # the forward's OpenMP cores on the CPU (either layout)
+        # On the CPU: the forward's OpenMP cores (either layout), the kept ones, and its threads' wait policy.
+        self.cpu_binding: dict[str, list[int] | str | None] = {}
         self._inflight = 0
         self._closed = False
         # vLLM's own prefix-cache counters per phase (RequestOutput.num_cached_tokens, from the scheduler's
@@ -180,6 +197,9 @@ class VLLMEngine(Engine):
             self.capture_mode = str(modes[0])
             if self.handoff == "shm":
                 self._slots = await self._attach_slots()
+            if self.cpu_binding:  # on the CPU: how the forward's OpenMP threads wait, as the worker has it
+                env = await self.llm.collective_rpc("r2ec_environ", args=([OMP_WAIT_ENV],))
+                self.cpu_binding["omp_wait_policy"] = env[0].get(OMP_WAIT_ENV) or "unset"
         else:
             self.pooler = self._async_llm(pooling=True)
             self.capture_mode = "pooling-engine:LAST"
@@ -218,14 +238,18 @@ class VLLMEngine(Engine):
         engine core inherits; the same manager here only reports its cores. In process, the engine-core process
         is bound that way: unbound, the forward's threads spread over every core and stalled on each other
         whenever the server's event loop, HTTP or ranking took one of them (docs/benchmarks.md). This process has
-        its OpenMP runtime set up already and keeps its own settings."""
+        its OpenMP runtime set up already and keeps its own settings; the spawned ones get ``OMP_WAIT_POLICY``
+        as ``vllm_omp_wait_policy`` says."""
         from vllm.platforms import current_platform
 
         if not current_platform.is_cpu():
             yield
             return
         reserved = reserved_cores(self.reserved_setting, os.environ, usable_cores())
-        with _env_var(RESERVED_ENV, None if reserved is None else str(reserved)):
+        with (
+            _env_var(RESERVED_ENV, None if reserved is None else str(reserved)),
+            _env_changed(OMP_WAIT_ENV, OMP_WAIT_POLICIES[self.omp_wait_policy]),
+        ):
             from vllm.utils.ompmultiprocessing import OMPProcessManager
 
             manager = OMPProcessManager(config)
@@ -490,6 +514,26 @@ class VLLMEngine(Engine):
         one = self._capture_one if self.capture == "hook" else self._pool_one
         vectors = await asyncio.gather(*(one(seq) for seq in sequences))
         return l2_normalize(np.stack(vectors))
+
+
+@contextmanager
+def _env_changed(name: str, value: str | _Keep | None) -> Iterator[None]:
+    """``name`` set to ``value`` for the block, or removed (None), or left alone (``KEEP``), then as it was."""
+    if isinstance(value, _Keep):
+        yield
+        return
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 @contextmanager

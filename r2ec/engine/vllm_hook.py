@@ -26,6 +26,7 @@ bytes, never tensors.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict, deque
 from functools import lru_cache
 from typing import Any
@@ -135,6 +136,11 @@ class HiddenStateCapture:
             if old is not None:
                 old.detach()
         return True
+
+    def r2ec_environ(self, names: list[str]) -> dict[str, str | None]:
+        """The worker's environment variables ``names`` (as it was spawned: its /proc environ is overwritten by
+        its process title), for the engine to report."""
+        return {name: os.environ.get(name) for name in names}
 
     def r2ec_fetch(self, request_id: str) -> bytes | None:
         """Pop the captured row of ``request_id`` (vLLM appends ``-<random>`` to ids, so match that too)."""

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.vllm
 
 # Read at collection, before the module's engine starts (which sets the variable for its start only).
 RESERVED_BEFORE = os.environ.get(RESERVED_ENV)
+OMP_BEFORE = os.environ.get("OMP_WAIT_POLICY")
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +154,10 @@ def test_by_default_the_model_runs_in_a_worker_process_bound_as_vllm_binds_its_o
     (core,) = _titled(spawned, "VLLM::EngineCore")
     if len(os.sched_getaffinity(0)) > 1:
         assert not any(len(os.sched_getaffinity(t.id)) == 1 for t in core.threads())
+    # The forward's OpenMP threads wait as the runtime's default has them (vllm_omp_wait_policy auto), whatever
+    # this process has (the tests run under PASSIVE); this process's own variable is as it was.
+    assert os.environ.get("OMP_WAIT_POLICY") == OMP_BEFORE
+    assert engine.stats()["cpu_binding"]["omp_wait_policy"] == "unset"
 
 
 async def test_the_model_in_the_engine_core_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
@@ -414,7 +419,6 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
     and the finish reason and token count say the budget ended it. The budget counts <answer>'s ids: the
     model writes 12 - len(<answer>) tokens itself, and the output is 12 tokens in all. ``auto`` forces only
     beside other generations; ``off`` never."""
-    from r2ec.engine.vllm import VLLMEngine
 
     b = load_bundle(tiny_bundle)
     rec = b.recommender(vllm_engine)
@@ -450,11 +454,16 @@ async def test_a_generation_cut_by_its_budget_writes_answer_and_needs_no_capture
     kept = {}
     for mode, handoff, writes in (("on", "shm", True), ("on", "rpc", True), ("off", "shm", False)):
         settings = EngineSettings(
-            backend="vllm", max_model_len=2048, vllm_answer_at_budget=mode, vllm_state_handoff=handoff
+            backend="vllm",
+            max_model_len=2048,
+            vllm_answer_at_budget=mode,
+            vllm_state_handoff=handoff,
+            vllm_omp_wait_policy="active" if handoff == "rpc" else "passive",
         )
-        eng = VLLMEngine(b.model_dir, b.tokenizer, settings)
-        await eng.start()
+        eng, _ = await _start(tiny_bundle, settings)
         try:
+            # the policy the forward's threads were started with, as the worker reports it
+            assert eng.stats()["cpu_binding"]["omp_wait_policy"] == ("ACTIVE" if handoff == "rpc" else "PASSIVE")
             gen = await eng.generate(prompt, GenerationOptions(max_tokens=12), mode)
             stats = eng.stats()
         finally:
