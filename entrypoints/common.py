@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if multiprocessing.current_process().name == "MainProcess":
+    # The command's own threads sleep when idle (they share the machine's cores with the model's). Not in a
+    # child that re-imports this module as its ``__main__`` (a spawned process: vLLM's engine core): it inherits
+    # the variable from the command, or runs without it where the engine removed it for the forward's threads
+    # (``vllm_omp_wait_policy``).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
