@@ -37,10 +37,8 @@ class Process:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log or Path(tempfile.mkstemp(prefix=f"r2ec-{self.name}-", suffix=".log")[1])
-        base = {k: v for k, v in os.environ.items() if k not in drop_env}
-        self.env = {**base, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
-        for name in drop_env:  # also what the line above sets for a server's own threads
-            self.env.pop(name, None)
+        base = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # a server's own threads sleep when idle, unless dropped
+        self.env = {**{k: v for k, v in base.items() if k not in drop_env}, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:

@@ -147,6 +147,7 @@ class VLLMEngine(Engine):
         self._ends_in_core = self._forcing and self._end_id is not None and bool(self._answer_ids)
         self.handoff = s.vllm_state_handoff if self.capture == "hook" else "rpc"
         self._slots: SlotTable | None = None  # shared-memory handoff of kept states (vllm_handoff), once attached
+        self._slot_generations = False  # whether generations hand their last row over in a slot (see _slot)
 
     def _engine_args(self, pooling: bool) -> Any:
         from vllm import AsyncEngineArgs
@@ -197,6 +198,11 @@ class VLLMEngine(Engine):
             self.capture_mode = str(modes[0])
             if self.handoff == "shm":
                 self._slots = await self._attach_slots()
+                # A slot holds one row, rewritten each step: right where the engine core ends the generation in the
+                # step that computes the vector and runs none after it (no async scheduling: vLLM's CPU platform
+                # turns it off; a GPU would run a step more, and the hook's per-step host copy would sync it).
+                asynchronous = getattr(self.llm.scheduler_config, "async_scheduling", None)
+                self._slot_generations = self._ends_in_core and asynchronous is False
             if self.cpu_binding:  # on the CPU: how the forward's OpenMP threads wait, as the worker has it
                 env = await self.llm.collective_rpc("r2ec_environ", args=([OMP_WAIT_ENV],))
                 self.cpu_binding["omp_wait_policy"] = env[0].get(OMP_WAIT_ENV) or "unset"
@@ -214,7 +220,11 @@ class VLLMEngine(Engine):
         except (OSError, ValueError) as exc:
             log.warning("state handoff over RPC", extra={"reason": str(exc)})
             return None
-        attached = await self.llm.collective_rpc("r2ec_attach", args=(table.name, table.slots, hidden))
+        try:
+            attached = await self.llm.collective_rpc("r2ec_attach", args=(table.name, table.slots, hidden))
+        except Exception:
+            table.close()
+            raise
         if not attached or not attached[0]:
             table.close()
             log.warning("state handoff over RPC", extra={"reason": "the worker did not attach"})
@@ -300,9 +310,8 @@ class VLLMEngine(Engine):
 
     def _slot(self, generation: bool) -> Slot | None:
         """A shared-memory slot for a request's kept state: captures always (their row is copied to the host
-        anyway); generations where the engine core ends them after <answer> (the CPU by default), since the hook
-        then copies every step's row of theirs to the host, which would sync a GPU each step."""
-        if self._slots is None or (generation and not self._ends_in_core):
+        anyway); generations whose last row is wanted, where ``_slot_generations``."""
+        if self._slots is None or (generation and not self._slot_generations):
             return None
         return self._slots.allocate()
 
@@ -384,15 +393,14 @@ class VLLMEngine(Engine):
         started = loop.time()
         stream = ReasoningStream(self.answer, self.extra_stops)
         counted = 0
-        slot = self._slot(generation=True)
+        slot = None if options.fixed_length else self._slot(generation=True)  # a fixed length keeps no vector
         engine_id = f"{GENERATION_PREFIX}{slot.tag if slot else NO_SLOT}-{request_id}-{uuid.uuid4().hex[:8]}"
+        outputs = self.llm.generate(
+            TokensPrompt(prompt_token_ids=list(prompt_ids)), self._sampling_params(options, force), request_id=engine_id
+        )
         try:
             final: Any = None
-            async for out in self.llm.generate(
-                TokensPrompt(prompt_token_ids=list(prompt_ids)),
-                self._sampling_params(options, force),
-                request_id=engine_id,
-            ):
+            async for out in outputs:
                 completion = out.outputs[0]
                 # aborted requests count too, where their steps were reported (not under FINAL_ONLY)
                 self.generated_tokens += len(completion.token_ids) - counted
@@ -448,6 +456,11 @@ class VLLMEngine(Engine):
         finally:
             if not released:
                 self._inflight -= 1
+            if slot is not None:
+                # A caller that stops early (a client that went away): vLLM aborts the request as its generator
+                # closes, here rather than when the event loop collects it, so that no step of it writes the slot
+                # after it is handed to another request.
+                await outputs.aclose()
             self._release(slot)
 
     async def _final_state(self, engine_id: str, position: int, slot: Slot | None = None) -> np.ndarray | None:
@@ -457,9 +470,8 @@ class VLLMEngine(Engine):
             return None
         if slot is not None and self._slots is not None:
             row = self._slots.take(slot, position)
-            if row is not None:
-                self._states["kept"] += 1
-                return row
+            self._states["kept" if row is not None else "missed"] += 1
+            return row  # the hook kept nothing else for it: None is a capture pass
         try:
             rows = await self.llm.collective_rpc("r2ec_fetch_state", args=(engine_id, position))
         except Exception:  # an engine that fails here fails the capture pass too, with its own error
@@ -470,24 +482,28 @@ class VLLMEngine(Engine):
         self._states["kept"] += 1
         return np.frombuffer(rows[0], dtype=np.float32).copy()
 
-    async def _capture_one(self, ids: Sequence[int]) -> np.ndarray:
+    async def _capture_one(self, ids: Sequence[int], slotted: bool = True) -> np.ndarray:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        slot = self._slot(generation=False)
+        slot = self._slot(generation=False) if slotted else None
         request_id = f"{CAPTURE_PREFIX}{slot.tag if slot else NO_SLOT}-{uuid.uuid4().hex}"
         params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
         final: Any = None
+        outputs = self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id)
         try:
-            async for out in self.llm.generate(TokensPrompt(prompt_token_ids=list(ids)), params, request_id=request_id):
+            async for out in outputs:
                 final = out
             if final is not None:
                 self._count_prefill("capture", final, ids)
             if slot is not None and self._slots is not None:
                 row = self._slots.take(slot, len(ids) - 1)
-                if row is not None:
-                    return row
+                # Refused (rewritten by an aborted request's late step): once more over the RPC path, whose row the
+                # hook keeps by request id; the prefix cache has all but the last block of it.
+                return row if row is not None else await self._capture_one(ids, slotted=False)
         finally:
+            if slot is not None:
+                await outputs.aclose()  # aborted before its slot is handed on (as in ``stream``)
             self._release(slot)
         rows = await self.llm.collective_rpc("r2ec_fetch", args=(request_id,))
         if not rows or rows[0] is None:

@@ -11,8 +11,11 @@ leaves the worker; the server reads it once it has the request's final output. N
 Layout: ``n`` headers of four int64 (nonce, position, 0, 0), then ``n`` rows of ``hidden`` float32. A write
 clears the nonce, writes the row and the position, then sets the nonce; a read copies the row between two checks
 of nonce and position (a seqlock), so a row rewritten meanwhile -- a stale request's late step, see
-``SlotTable.allocate`` -- is refused rather than returned torn; the engine then fetches over the RPC path or runs
-a capture pass. Ids without a slot (``NO_SLOT``) use the RPC path only.
+``SlotTable.allocate`` -- is refused rather than returned torn. The hook keeps nothing else for a slotted
+request: a generation refused at its slot gets a capture pass, and a capture pass refused at its slot runs once
+more without a slot, over the RPC path, which ids without one (``NO_SLOT``) always use. The writes and reads are
+ordered by the processes' messages on x86 (TSO); the seqlock's own ordering is not fenced for weaker memory
+models, where only a stale request's concurrent write could matter.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ def tag_of(request_id: str, prefix: str) -> Slot | None:
 def _attach(name: str) -> SharedMemory:
     """Open the server's segment without registering it with this process's resource tracker, as vLLM opens its
     own shared buffers: Python < 3.13 registers every segment a process opens, and a tracker unlinks what is still
-    registered when it exits, so the worker's would remove the server's table. The creator's registration stays
-    (its tracker removes the table if the server dies without closing it)."""
+    registered when it exits, or warns of a leak. A process with a tracker of its own (one not started by the
+    server's multiprocessing) would remove the server's table when it exits. The creator's registration stays (its
+    tracker removes the table if the server dies without closing it). Called where no other thread opens shared
+    memory meanwhile (the worker's extension, at start)."""
     register = resource_tracker.register
     resource_tracker.register = lambda *args, **kwargs: None
     try:

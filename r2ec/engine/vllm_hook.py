@@ -98,8 +98,12 @@ class HiddenStateCapture:
                     states[req_id].append((position, rows[i].detach().clone()))
                     states.move_to_end(req_id)
             if slotted and writer is not None:
-                picked = rows[[i for i, _, _ in slotted]].detach().float().cpu().numpy()
-                writer.write([s for _, s, _ in slotted], [at for _, _, at in slotted], picked)
+                try:
+                    picked = rows[[i for i, _, _ in slotted]].detach().float().cpu().numpy()
+                    writer.write([s for _, s, _ in slotted], [at for _, _, at in slotted], picked)
+                except Exception:  # e.g. rows of another width, a full /dev/shm: never fail the step for it
+                    runner._r2ec_writer = None  # its requests' rows are then refused: a capture pass each
+                    writer.detach()
             while len(store) > _MAX_KEPT:
                 store.popitem(last=False)
             while len(states) > states_kept:

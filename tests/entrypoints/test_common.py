@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import multiprocessing as mp, os
 import entrypoints.common  # at module level, as the commands' main module imports it: a spawned child re-runs it
@@ -33,7 +35,7 @@ def test_commands_wait_passively_and_a_spawned_child_keeps_what_it_was_given(tmp
     script = tmp_path / "child_env.py"
     script.write_text(CHILD)
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["PASSIVE", "PASSIVE", "None"]

@@ -355,6 +355,24 @@ def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
     assert worker.r2ec_fetch_state("r2ec-gen-c-9abcabcd", 1) is None  # only the last three steps are kept
 
 
+async def test_a_capture_refused_at_its_slot_runs_again_over_the_rpc_path(vllm_engine, tiny_bundle, users, monkeypatch):
+    """A slot rewritten meanwhile (an aborted request's late step) is refused: the capture pass runs once more
+    without a slot, and the hook hands that row over by request id; the vector is the same."""
+    b = load_bundle(tiny_bundle)
+    rec = b.recommender(vllm_engine)
+    prompt = rec.renderer.generation_prompt_ids(rec.prompt_for(users[2].history, users[2].now))
+    want = (await vllm_engine.encode([prompt], "slot-taken"))[0]
+    asked = []
+
+    def refuse(slot, position):
+        asked.append(slot)
+        return None
+
+    monkeypatch.setattr(vllm_engine._slots, "take", refuse)
+    got = (await vllm_engine.encode([prompt], "slot-refused"))[0]
+    assert len(asked) == 1 and float(got @ want) >= 0.9999
+
+
 def test_the_hook_writes_a_slotted_request_s_row_to_shared_memory_at_each_step():
     """A request whose id names a handoff slot (``vllm_handoff``) has its row written there at its step's position,
     each step over the last, and is not kept for the RPC; a capture pass's row likewise; a worker whose model has
