@@ -60,8 +60,8 @@ class EngineFields(BaseModel):
         description="On the CPU, OMP_WAIT_POLICY of vLLM's engine-core and worker processes, whose OpenMP threads "
         "run the forward, one pinned per core: auto, unset (the OpenMP runtime's default: a thread spins a while "
         "after a parallel region, then sleeps; what vLLM's own server gets); passive: sleep at once, which wakes "
-        "every thread for each of the forward's hundreds of parallel regions (30% slower at 8 at a time on 2 "
-        "cores: docs/benchmarks.md); active: spin always; inherit: this process's variable (r2ec's commands "
+        "every thread for each of the forward's hundreds of parallel regions (17% / 8% more time 1 / 8 at a time on "
+        "2 cores: docs/benchmarks.md); active: spin always; inherit: this process's variable (r2ec's commands "
         "set PASSIVE for their own threads).",
     )
     vllm_state_handoff: Literal["shm", "rpc"] = Field(
