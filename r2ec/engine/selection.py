@@ -214,12 +214,13 @@ def candidates(
     not given.
     """
     if dtype in (None, AUTO):
-        verdict = bf16_verdict(device) if bf16 is None else Bf16Verdict(bf16, "native bfloat16 on this device (given)")
+        given = "native bfloat16 on this device (given)" if bf16 else "no bfloat16 that pays on this device (given)"
+        verdict = bf16_verdict(device) if bf16 is None else Bf16Verdict(bf16, given)
         fast = verdict.pays
         dtypes = ["bfloat16"] if fast else []
         dtypes += [bundle_dtype] if bundle_dtype not in dtypes else []
-        # where bfloat16 was timed and lost, the bundle's dtype says so
-        bundle_why = "the bundle's dtype" + ("" if fast or verdict.slowdown is None else f"; {verdict.reason}")
+        # where bfloat16 was passed over (no native bfloat16, or timed and lost), the bundle's dtype says why
+        bundle_why = "the bundle's dtype" + ("" if fast else f"; {verdict.reason}")
         why = {d: (verdict.reason if d == "bfloat16" and fast else bundle_why) for d in dtypes}
     else:
         dtypes, why = [dtype], {dtype: "asked for"}

@@ -257,7 +257,7 @@ class VLLMEngine(Engine):
             return
         reserved = reserved_cores(self.reserved_setting, os.environ, usable_cores())
         with (
-            _env_var(RESERVED_ENV, None if reserved is None else str(reserved)),
+            _env_changed(RESERVED_ENV, KEEP if reserved is None else str(reserved)),
             _env_changed(OMP_WAIT_ENV, OMP_WAIT_POLICIES[self.omp_wait_policy]),
         ):
             from vllm.utils.ompmultiprocessing import OMPProcessManager
@@ -543,24 +543,6 @@ def _env_changed(name: str, value: str | _Keep | None) -> Iterator[None]:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
-@contextmanager
-def _env_var(name: str, value: str | None) -> Iterator[None]:
-    """``name`` set to ``value`` for the block (the processes vLLM spawns in it inherit it), then as it was;
-    None leaves it alone."""
-    if value is None:
-        yield
-        return
-    old = os.environ.get(name)
-    os.environ[name] = value
     try:
         yield
     finally:

@@ -83,11 +83,10 @@ def test_auto_tries_vllm_bfloat16_then_the_bundle_dtype_then_transformers():
         ("transformers", "bfloat16"),
     ]
     assert "native bfloat16" in plan[0].reason and "bundle" in plan[1].reason
-    # no native bfloat16: the bundle's dtype only; no vLLM installed: transformers only
-    assert [(c.backend, c.dtype) for c in candidates("auto", None, "float32", bf16=False, vllm=True)] == [
-        ("vllm", "float32"),
-        ("transformers", "float32"),
-    ]
+    # no native bfloat16: the bundle's dtype only, saying why; no vLLM installed: transformers only
+    plain = candidates("auto", None, "float32", bf16=False, vllm=True)
+    assert [(c.backend, c.dtype) for c in plain] == [("vllm", "float32"), ("transformers", "float32")]
+    assert all("no bfloat16 that pays" in c.reason for c in plain)
     assert [(c.backend, c.dtype) for c in candidates("auto", "auto", "float32", bf16=True, vllm=False)] == [
         ("transformers", "bfloat16")
     ]

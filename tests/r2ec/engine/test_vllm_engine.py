@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -309,26 +310,29 @@ async def test_a_generation_that_ends_at_answer_needs_no_capture_pass(vllm_engin
         await eng.close()
 
 
-def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
-    """Async scheduling (vLLM's default on GPUs) may run a step past the stop before it is seen: the row of the last
-    token must still be found by its position, and a position no step ran for gives nothing."""
-    import torch
+def _hook_on_a_fake_runner(starts: list[int], hidden: int = 3) -> tuple[HiddenStateCapture, Any]:
+    """The hook installed on an object with the attributes of vLLM's V1 CPU runner that it reads; a batch of up to
+    four requests whose scheduled tokens per request are given by ``starts`` (``query_start_loc``)."""
 
     class Batch:
         def __init__(self) -> None:
-            self.req_ids = ["r2ec-gen-u-1234abcd-0"]
+            self.req_ids: list[str] = []
             self.num_computed_tokens_cpu = np.zeros(4, dtype=np.int64)
 
     class Starts:
-        np = np.array([0, 1, 1, 1, 1], dtype=np.int32)
+        np = np.array(starts, dtype=np.int32)
 
     class Model:
         def compute_logits(self, hidden_states):
             return hidden_states
 
-    class Runner:  # the attributes of vLLM's V1 runner that the hook reads
+    class Config:
+        def get_hidden_size(self) -> int:
+            return hidden
+
+    class Runner:
         __module__ = "vllm.v1.worker.cpu_model_runner"
-        input_batch, query_start_loc, max_num_reqs, model = Batch(), Starts(), 4, Model()
+        input_batch, query_start_loc, max_num_reqs, model, model_config = Batch(), Starts(), 4, Model(), Config()
 
         def get_model(self):
             return self.model
@@ -336,6 +340,15 @@ def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
     worker = HiddenStateCapture()
     worker.model_runner = runner = Runner()
     worker.r2ec_install()
+    return worker, runner
+
+
+def test_the_hook_keeps_the_row_of_the_last_token_across_later_steps():
+    """Async scheduling (vLLM's default on GPUs) may run a step past the stop before it is seen: the row of the last
+    token must still be found by its position, and a position no step ran for gives nothing."""
+    import torch
+
+    worker, runner = _hook_on_a_fake_runner(starts=[0, 1, 1, 1, 1])
 
     def step(req_id: str, position: int) -> None:  # a decode step: one row, at the input token's position
         runner.input_batch.req_ids = [req_id]
@@ -381,32 +394,7 @@ def test_the_hook_writes_a_slotted_request_s_row_to_shared_memory_at_each_step()
 
     from r2ec.engine.vllm_handoff import SlotTable
 
-    class Batch:
-        def __init__(self) -> None:
-            self.req_ids: list[str] = []
-            self.num_computed_tokens_cpu = np.zeros(4, dtype=np.int64)
-
-    class Starts:
-        np = np.array([0, 1, 2, 2, 2], dtype=np.int32)
-
-    class Model:
-        def compute_logits(self, hidden_states):
-            return hidden_states
-
-    class Config:
-        def get_hidden_size(self) -> int:
-            return 3
-
-    class Runner:
-        __module__ = "vllm.v1.worker.cpu_model_runner"
-        input_batch, query_start_loc, max_num_reqs, model, model_config = Batch(), Starts(), 4, Model(), Config()
-
-        def get_model(self):
-            return self.model
-
-    worker = HiddenStateCapture()
-    worker.model_runner = runner = Runner()
-    worker.r2ec_install()
+    worker, runner = _hook_on_a_fake_runner(starts=[0, 1, 2, 2, 2])
     table = SlotTable(4, 3)
     try:
         assert not worker.r2ec_attach(table.name, table.slots, 5)
@@ -426,7 +414,7 @@ def test_the_hook_writes_a_slotted_request_s_row_to_shared_memory_at_each_step()
         assert worker.r2ec_fetch_state(ids[0].rsplit("-", 1)[0], 21) is None  # nothing kept for the RPC
         assert worker.r2ec_fetch(ids[1]) is None
     finally:
-        runner._r2ec_writer.detach()  # type: ignore[attr-defined]
+        runner._r2ec_writer.detach()
         table.close()
 
 
