@@ -303,7 +303,8 @@ class VLLMEngine(Engine):
 
     def _handoff_stats(self) -> dict[str, Any]:
         """How kept states reach the server: ``shm`` with its slots and the rows taken from them and refused there
-        (not written, or rewritten: fetched by RPC instead), or ``rpc``."""
+        (not written, or rewritten: a generation's then gets a capture pass, a capture pass's runs again over RPC),
+        or ``rpc``."""
         if self._slots is None:
             return {"mode": "rpc"}
         return {"mode": "shm", "slots": self._slots.slots, "taken": self._slots.taken, "refused": self._slots.refused}
