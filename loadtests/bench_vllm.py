@@ -101,7 +101,7 @@ def vllm_args(dtype: str, e: dict[str, Any]) -> list[str]:
         str(e["gpu_memory_utilization"]),
         "--seed",
         str(e["seed"]),
-        # One worker; vLLM's CPU platform runs it in a worker process of its own (as `r2ec serve` does by default).
+        # One worker; vLLM's CPU platform runs it in a worker process of its own (`r2ec serve --no-vllm-in-process`).
         "--distributed-executor-backend",
         "uni",
     ]

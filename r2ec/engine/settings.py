@@ -31,12 +31,14 @@ class EngineFields(BaseModel):
     vllm_kv_cache_gib: float = Field(1.0, description="vLLM CPU KV cache size (GiB).")
     vllm_enforce_eager: bool = Field(True, description="Disable CUDA graphs / compilation (faster start).")
     vllm_in_process: bool = Field(
-        False,
+        True,
         description="The model runs in vLLM's engine-core process (one executor; on the CPU its OpenMP threads "
-        "bound as vLLM binds a worker: VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU); false (the "
-        "default): as vLLM's OpenAI server runs it, on the CPU in a worker process of its own, which keeps the "
-        "scheduler's work off the forward's cores (13% / 5.5% more requests/s at 1 / 8 clients on 2 cores, the "
-        "same at 16: docs/benchmarks.md). The engine core is a process of its own either way.",
+        "bound as vLLM binds a worker: VLLM_CPU_OMP_THREADS_BIND, VLLM_CPU_NUM_OF_RESERVED_CPU), as vLLM runs it on "
+        "a GPU; false: as vLLM's OpenAI server runs it on the CPU, in a worker process of its own. With the "
+        "forward's OpenMP threads waiting as the runtime's default has them (vllm_omp_wait_policy auto), the "
+        "engine-core layout served 13% / 3% more requests/s at 1 / 8 clients on 2 cores (two runs one after the "
+        "other, each against vLLM's own server: docs/benchmarks.md). The engine core is a process of its own "
+        "either way.",
     )
     vllm_cpu_reserved: int | None = Field(
         None,

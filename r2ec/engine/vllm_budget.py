@@ -3,7 +3,7 @@
 The user vector is the post-norm state at the last token of prompt + reasoning + ``<answer>``: the forward whose
 input is that token, one step after it was sampled. The hook keeps that step's row (``vllm_hook``) if it runs.
 Left to a stop string, it often does not: vLLM matches stop strings in its front end, which aborts the request
-as soon as it has the text, and in the default layout (the model in a worker process) that abort reached the
+as soon as it has the text, and with the model in a worker process (vLLM's own layout on the CPU) that abort reached the
 engine core before the step in 41 of 143 forced generations of a benchmark run, each then paying a capture pass
 (docs/benchmarks.md). So the engine leaves ``<answer>`` out of the stop strings of the requests that carry this
 processor's spec, and the processor ends them itself, in the step that computes the vector:

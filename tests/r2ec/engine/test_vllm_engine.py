@@ -145,41 +145,41 @@ def _assert_bound_as_vllm_binds_a_cpu_worker(engine, forward: list) -> None:
     assert not {"OMP_PLACES", "OMP_PROC_BIND"} & set(os.environ)  # this process's environment is restored
 
 
-def test_by_default_the_model_runs_in_a_worker_process_bound_as_vllm_binds_its_own(vllm_started):
-    """The default layout is vLLM's own server's on the CPU: the model in a worker process of its own beside the
-    engine core (whose scheduler then stays off the forward's cores), bound by vLLM's executor to the cores the
-    engine reports; the engine core's threads are not pinned to them."""
+def test_by_default_the_model_runs_in_the_engine_core_process_bound_as_vllm_binds_a_worker(vllm_started):
+    """The default layout: the model in vLLM's engine-core process (no worker process), its OpenMP threads bound
+    to the cores the engine reports, as vLLM's executor binds a CPU worker of its own."""
     engine, spawned = vllm_started
-    assert not engine.in_process
-    _assert_bound_as_vllm_binds_a_cpu_worker(engine, _titled(spawned, "VLLM::Worker"))
-    (core,) = _titled(spawned, "VLLM::EngineCore")
-    if len(os.sched_getaffinity(0)) > 1:
-        assert not any(len(os.sched_getaffinity(t.id)) == 1 for t in core.threads())
+    assert engine.in_process
+    assert not _titled(spawned, "VLLM::Worker"), "a worker process, in process"
+    _assert_bound_as_vllm_binds_a_cpu_worker(engine, _titled(spawned, "VLLM::EngineCore"))
     # The forward's OpenMP threads wait as the runtime's default has them (vllm_omp_wait_policy auto), whatever
     # this process has (the tests run under PASSIVE); this process's own variable is as it was.
     assert os.environ.get("OMP_WAIT_POLICY") == OMP_BEFORE
     assert engine.stats()["cpu_binding"]["omp_wait_policy"] == "unset"
 
 
-async def test_the_model_in_the_engine_core_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
-    """``--vllm-in-process``: the model runs in vLLM's engine-core process (no worker process), its threads bound
-    there as vLLM would bind a worker; reasoning, vectors and top-10 are those of the default layout, and closing
-    it leaves no process behind."""
+async def test_the_model_in_a_worker_process_captures_the_same_vectors(vllm_engine, tiny_bundle, users):
+    """``--no-vllm-in-process``: the model runs as vLLM's OpenAI server runs it on the CPU, in a worker process of
+    its own bound by vLLM's executor (the engine core's threads are not pinned to its cores); reasoning, vectors
+    and top-10 are those of the default layout, and closing it leaves no process behind."""
     import psutil
 
-    settings = EngineSettings(backend="vllm", max_model_len=2048, max_batch=8, vllm_in_process=True)
-    inside, spawned = await _start(tiny_bundle, settings)
+    settings = EngineSettings(backend="vllm", max_model_len=2048, max_batch=8, vllm_in_process=False)
+    worker, spawned = await _start(tiny_bundle, settings)
     try:
-        assert _titled(spawned, "VLLM::EngineCore"), "no engine-core process was started"
-        assert not _titled(spawned, "VLLM::Worker"), "a worker process, in process"
-        assert inside.capture_mode == CAPTURE_MODE
-        _assert_bound_as_vllm_binds_a_cpu_worker(inside, _titled(spawned, "VLLM::EngineCore"))
+        assert not worker.in_process
+        _assert_bound_as_vllm_binds_a_cpu_worker(worker, _titled(spawned, "VLLM::Worker"))
+        (core,) = _titled(spawned, "VLLM::EngineCore")
+        if len(os.sched_getaffinity(0)) > 1:
+            assert not any(len(os.sched_getaffinity(t.id)) == 1 for t in core.threads())
+        assert worker.capture_mode == CAPTURE_MODE
+        assert worker.stats()["cpu_binding"]["omp_wait_policy"] == "unset"
         options = GenerationOptions(max_tokens=24)
         b = load_bundle(tiny_bundle)
         ref = await _vectors(vllm_engine, b, users[:3], options)
-        got = await _vectors(inside, b, users[:3], options)
+        got = await _vectors(worker, b, users[:3], options)
     finally:
-        await inside.close()
+        await worker.close()
     for (u_ref, top_ref), (u_got, top_got) in zip(ref, got, strict=True):
         assert u_got.reasoning == u_ref.reasoning
         assert float(u_got.vector @ u_ref.vector) >= 0.999 and top_got == top_ref
