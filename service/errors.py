@@ -8,6 +8,7 @@ Every error the service returns -- validation included -- looks like::
 from __future__ import annotations
 
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -23,8 +24,10 @@ class ErrorType(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    HEADERS_TOO_LARGE = "request_header_fields_too_large"
     REQUEST_TIMEOUT = "request_timeout"
     OVERLOADED = "overloaded"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     NOT_READY = "not_ready"
     DRAINING = "draining"
     DEPENDENCY = "dependency_unavailable"
@@ -40,8 +43,10 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.NOT_FOUND: 404,
     ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.PAYLOAD_TOO_LARGE: 413,
+    ErrorType.HEADERS_TOO_LARGE: 431,
     ErrorType.REQUEST_TIMEOUT: 408,
     ErrorType.OVERLOADED: 429,
+    ErrorType.TOO_MANY_CONNECTIONS: 503,
     ErrorType.NOT_READY: 503,
     ErrorType.DRAINING: 503,
     ErrorType.DEPENDENCY: 503,
@@ -101,11 +106,21 @@ def error_response(err: ApiError, request_id: str | None) -> JSONResponse:
     headers = dict(err.headers)
     if err.type == ErrorType.UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    if err.type in (ErrorType.OVERLOADED, ErrorType.NOT_READY, ErrorType.DRAINING):
+    if err.type in (ErrorType.OVERLOADED, ErrorType.TOO_MANY_CONNECTIONS, ErrorType.NOT_READY, ErrorType.DRAINING):
         headers.setdefault("Retry-After", "1")
     return JSONResponse(
         error_body(err.type, err.message, request_id, err.field), status_code=err.status, headers=headers
     )
+
+
+def raw_error_response(err: ApiError, request_id: str | None) -> bytes:
+    """The same reply as ``error_response`` as HTTP/1.1 bytes, with the connection closed after it: for the
+    server's protocol, which answers some requests before any ASGI app has a request to answer."""
+    response = error_response(err, request_id)
+    head = [f"HTTP/1.1 {response.status_code} {HTTPStatus(response.status_code).phrase}".encode("latin-1")]
+    head += [name + b": " + value for name, value in response.raw_headers]
+    head.append(b"connection: close")
+    return b"\r\n".join(head) + b"\r\n\r\n" + bytes(response.body)
 
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:

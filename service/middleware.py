@@ -94,6 +94,10 @@ class RequestContext:
 
         if path.startswith("/v1"):
             # Auth before anything else, the body included: an unauthenticated client learns nothing (no 400/422).
+            if sum(k.lower() == b"authorization" for k, _ in scope["headers"]) > 1:
+                # The check here and the route's dependency would read different ones (the last, the first).
+                await refuse(ApiError(ErrorType.BAD_REQUEST, "more than one Authorization header"))
+                return
             try:
                 scope["state"]["tenant"] = check_bearer(self.state.settings.keyring, headers.get("authorization", ""))
             except ApiError as denied:
@@ -104,7 +108,7 @@ class RequestContext:
             return
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await refuse(ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"))
+            await refuse(ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), close=True)
             return
 
         replay: list[Message] = []
@@ -125,7 +129,8 @@ class RequestContext:
                     break
                 received += len(message.get("body", b""))
                 if received > limit:
-                    await refuse(ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"))
+                    # Closed: else uvicorn would go on reading (and dropping) the rest of the body.
+                    await refuse(ApiError(ErrorType.PAYLOAD_TOO_LARGE, f"body exceeds {limit} bytes"), close=True)
                     return
                 if not message.get("more_body", False):
                     break

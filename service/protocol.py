@@ -13,6 +13,8 @@ from r2ec.catalog import Event
 MAX_UNIX_TIME = 253402300799.0
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 UnixTime = Annotated[float, Field(ge=0, le=MAX_UNIX_TIME, strict=True)]  # the event time and as_of
+MAX_ITEM_ID = 256
+ItemRef = Annotated[str, Field(min_length=1, max_length=MAX_ITEM_ID)]  # an item id where a list holds many
 
 _EXAMPLE_HISTORY: list[Any] = [
     {"item_id": "50", "rating": 5.0, "timestamp": 1700000000},
@@ -24,7 +26,9 @@ _EXAMPLE_HISTORY: list[Any] = [
 class HistoryEvent(BaseModel):
     model_config = _STRICT
 
-    item_id: str = Field(..., min_length=1, max_length=256, description="Catalog item id (the dataset's own id).")
+    item_id: str = Field(
+        ..., min_length=1, max_length=MAX_ITEM_ID, description="Catalog item id (the dataset's own id)."
+    )
     rating: float | None = Field(
         None, ge=0, le=5, strict=True, description="Rating out of 5; the bundle's default if absent."
     )
@@ -97,7 +101,7 @@ class RecommendRequest(BaseModel):
         "max_reasoning_tokens): reasoning cut by it has <answer> written for it within the budget.",
     )
     sampling: Sampling = Field(default_factory=Sampling)
-    candidates: list[str] | None = Field(
+    candidates: list[ItemRef] | None = Field(
         None, min_length=1, max_length=100000, description="Rank only among these item ids."
     )
     exclude_history: bool = Field(
@@ -105,7 +109,7 @@ class RecommendRequest(BaseModel):
         strict=True,
         description="Never return an item of the history (all stored and sent events, not only the prompt window).",
     )
-    exclude: list[str] | None = Field(
+    exclude: list[ItemRef] | None = Field(
         None, max_length=10000, description="Item ids never to return (e.g. items the user already owns)."
     )
     use_cache: bool = Field(

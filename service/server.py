@@ -9,8 +9,9 @@ Shutdown (documented in the README):
   status ``FORCED_EXIT_STATUS`` (1).
 
 Connection limits: ``keep_alive_s`` for idle keep-alive connections, ``header_timeout_s`` for a request's headers
-to arrive (slow-header clients are closed), ``body_timeout_s`` for its body (408, in the middleware), and
-``max_connections`` concurrent connections (503 beyond, from uvicorn).
+to arrive (slow-header clients are closed), ``max_header_bytes`` for their size (431), ``body_timeout_s`` for its
+body (408, in the middleware), and ``max_connections`` concurrent connections (503 beyond, the probes and
+/metrics excepted).
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ import faulthandler
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from r2ec import logs
 from r2ec.index import IndexDeviceError, check_device
 from service.app import create_app
+from service.errors import ApiError, ErrorType, error_response, raw_error_response
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -57,11 +61,21 @@ def bound_exit(seconds: float, status: Callable[[], int]) -> threading.Timer:
     return timer
 
 
+# Answered past the connection limit: a client holding connections must not fail the kubelet's probes (a restart)
+# nor blind the scrape that would show it.
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools' protocol plus a deadline for a request's headers: a client that opens a connection (or starts a
-    request) and dribbles its headers is disconnected after ``header_timeout_s``."""
+    """httptools' protocol plus what neither it nor uvicorn bounds: a deadline for a request's headers (a client
+    that opens a connection, or starts a request, and dribbles its headers is disconnected after
+    ``header_timeout_s``) and their size (a request line + headers past ``max_header_bytes`` gets a 431 in the
+    error shape and the connection is closed, before the parser has buffered more). Past ``max_connections``
+    (uvicorn's ``limit_concurrency``), a request gets a 503 in the error shape instead of uvicorn's plain text,
+    except the probes and ``/metrics`` (``UNLIMITED_PATHS``)."""
 
     header_timeout_s = 10.0
+    max_header_bytes = 64 << 10
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -69,12 +83,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_header_timer(self) -> None:
         self._headers_done = False
+        self._header_bytes = 0
         self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_deadline)
 
     def _header_deadline(self) -> None:
         if not self._headers_done and not self.transport.is_closing():
             log.info("closing a connection whose headers did not arrive in time", extra={"client": str(self.client)})
             self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        pending = not self._headers_done
+        super().data_received(data)
+        # Counted per chunk fed while headers were pending: a chunk that also carries the body overcounts by at most
+        # one read, and a keep-alive connection's next request starts from zero (on_message_begin).
+        if pending and not self._headers_done and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes:
+                log.info("closing a connection whose headers are too large", extra={"client": str(self.client)})
+                err = ApiError(
+                    ErrorType.HEADERS_TOO_LARGE, f"request line and headers exceed {self.max_header_bytes} bytes"
+                )
+                self.transport.write(raw_error_response(err, None))
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -85,13 +117,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self._header_timer.cancel()
-        super().on_headers_complete()
+        limit = self.limit_concurrency
+        if limit is None or (len(self.connections) < limit and len(self.tasks) < limit):
+            super().on_headers_complete()
+            return
+        # Past the limit: uvicorn would answer it with its own plain-text 503; this answers it as the service does,
+        # or lets it through. The parse is uvicorn's own (the path it then puts in the scope).
+        path = urllib.parse.unquote(httptools.parse_url(self.url).path.decode("ascii"))
+        app = self.app
+        if path not in UNLIMITED_PATHS:
+            self.logger.warning("Exceeded concurrency limit.")
+            self.app = _too_many_connections
+        self.limit_concurrency = None
+        try:
+            super().on_headers_complete()
+        finally:
+            self.limit_concurrency, self.app = limit, app
 
     def connection_lost(self, exc: Exception | None) -> None:
         timer = getattr(self, "_header_timer", None)
         if timer is not None:
             timer.cancel()
         super().connection_lost(exc)
+
+
+async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
+    err = ApiError(ErrorType.TOO_MANY_CONNECTIONS, "the server has too many open connections; retry shortly")
+    response = error_response(err, None)
+    response.headers["connection"] = "close"
+    await response(scope, receive, send)
 
 
 class DrainingServer(uvicorn.Server):
@@ -153,6 +207,7 @@ def run(settings: Settings, default_bundle: Callable[[], Path] | None = None) ->
         raise SystemExit(f"error: {exc}") from None
     app = create_app(settings, default_bundle=default_bundle)
     GuardedHttpToolsProtocol.header_timeout_s = settings.header_timeout_s
+    GuardedHttpToolsProtocol.max_header_bytes = settings.max_header_bytes
     config = uvicorn.Config(
         app,
         host=settings.host,

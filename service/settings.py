@@ -76,7 +76,17 @@ class Settings(BaseSettings, EngineFields):
     keep_alive_s: float = Field(5.0, description="Idle keep-alive connections are closed after this long.")
     header_timeout_s: float = Field(10.0, description="A request's headers must arrive within this (else closed).")
     body_timeout_s: float = Field(30.0, description="A request's body must arrive within this (else 408).")
-    max_connections: int = Field(512, description="Concurrent connections beyond which new ones get 503.")
+    max_header_bytes: int = Field(
+        64 << 10,
+        ge=1024,
+        description="Largest request line + headers of a request (431 and closed beyond): httptools and uvicorn "
+        "set no limit of their own.",
+    )
+    max_connections: int = Field(
+        512,
+        description="Concurrent connections beyond which new requests get 503 (too_many_connections); /health, "
+        "/ready and /metrics are answered past it, so that held connections cannot fail the probes.",
+    )
     # API limits and defaults
     default_k: int = Field(10, description="Items returned when k is not given.")
     max_k: int = Field(100, description="Largest k accepted.")

@@ -25,6 +25,9 @@ def test_400_and_422_name_the_problem(server):
     url = server.url + "/v1/recommend"
     _shape(httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400, "bad_request")
     _shape(httpx.post(url, json={"history": [{"item_id": "999999"}]}), 422, "validation_error", "history[0].item_id")
+    for field in ("candidates", "exclude"):  # an id as long as any other: the message does not echo a megabyte
+        long_id = _shape(httpx.post(url, json={**OK, field: ["100", "9" * 10_000]}), 422, "validation_error")
+        assert long_id["field"] == f"{field}[1]" and len(long_id["message"]) < 1000
     _shape(
         httpx.post(url, json={"history": [{"item_id": "100", "rating": 9}]}),
         422,
@@ -66,7 +69,9 @@ def test_413_for_large_bodies_declared_or_streamed(tiny_bundle):
     srv = make_server(tiny_bundle, max_body_bytes=2000).start()
     try:
         big = {**OK, "candidates": ["100"] * 1000}
-        _shape(httpx.post(srv.url + "/v1/recommend", json=big), 413, "payload_too_large")
+        declared = httpx.post(srv.url + "/v1/recommend", json=big)
+        _shape(declared, 413, "payload_too_large")
+        assert declared.headers["connection"] == "close"  # not left reading the rest of a body it refused
 
         def chunks():
             yield b'{"history": ['
@@ -76,6 +81,7 @@ def test_413_for_large_bodies_declared_or_streamed(tiny_bundle):
 
         r = httpx.post(srv.url + "/v1/recommend", content=chunks(), headers={"content-type": "application/json"})
         _shape(r, 413, "payload_too_large")
+        assert r.headers["connection"] == "close"
         assert httpx.post(srv.url + "/v1/recommend", json=OK).status_code == 200
     finally:
         srv.stop()

@@ -254,6 +254,9 @@ def test_auth_comes_before_body_parsing_and_the_cache_is_per_tenant(tiny_bundle)
         assert httpx.post(srv.url + "/v1/recommend", json=body, headers=a, timeout=60).json()["cached"] is True
         other = httpx.post(srv.url + "/v1/recommend", json=body, headers=b, timeout=60)
         assert other.json()["cached"] is False and other.headers["x-cache"] == "miss"  # nothing learnt about alpha
+        # Two keys in one request: the auth check and the route would each have read one; refused, whichever order.
+        for two in ([("Authorization", "Bearer alpha"), ("Authorization", "Bearer beta")], [*b.items(), *a.items()]):
+            _err(httpx.post(srv.url + "/v1/recommend", json=body, headers=two, timeout=60), 400, "bad_request")
     finally:
         srv.stop()
 

@@ -120,6 +120,42 @@ def test_slow_clients_cannot_hold_connections(tiny_bundle, tmp_path):
         assert httpx.get(srv.url + "/ready").status_code == 200  # everyone else is still served
 
 
+def _reply(sock: socket.socket) -> str:
+    sock.settimeout(10)
+    chunks = []
+    while chunk := sock.recv(4096):  # until the server closes
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def test_headers_past_their_limit_get_431_and_held_connections_cannot_fail_the_probes(tiny_bundle, tmp_path):
+    with Served(tiny_bundle, tmp_path, R2EC_MAX_HEADER_BYTES="4096", R2EC_MAX_CONNECTIONS="4") as srv:
+        assert httpx.get(srv.url + "/info", headers={"x-pad": "a" * 3000}).status_code == 200  # within the limit
+        for head in (b"GET /info HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 3000, b"GET /" + b"a" * 3000):
+            big = socket.create_connection(("127.0.0.1", srv.port))
+            big.sendall(head)  # a header / a request line that never ends, sent in pieces past the limit
+            big.sendall(b"b" * 3000)
+            reply = _reply(big)
+            assert reply.startswith("HTTP/1.1 431"), reply[:200]
+            assert '"request_header_fields_too_large"' in reply and "connection: close" in reply
+
+        held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]  # idle, as many as allowed
+        try:
+            time.sleep(0.5)
+            with httpx.Client(base_url=srv.url, timeout=10) as c:
+                assert c.get("/health").status_code == 200
+                assert c.get("/ready").status_code == 200
+                assert c.get("/metrics").status_code == 200
+                busy = c.get("/info")
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert busy.json()["error"]["type"] == "too_many_connections"
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.5)
+        assert httpx.get(srv.url + "/info").status_code == 200
+
+
 def test_a_thread_left_running_cannot_keep_the_process_alive(tmp_path):
     """``bound_exit``: a non-daemon thread that would hold the interpreter for a minute is cut at the bound, with
     every thread's stack in stderr; a process that exits in time is not touched (status of its own)."""
