@@ -36,7 +36,7 @@ from model_export.bundle import (
 from r2ec import logs
 from r2ec.bundle import FORMAT_VERSION
 from r2ec.catalog import Catalog
-from r2ec.chat import ChatRenderer, template_identity
+from r2ec.chat import ChatRenderer, control_pattern, control_text_found, template_identity
 from r2ec.encoder import encode, pad_id_of
 from r2ec.evidence import EVIDENCE_FILE, Transitions
 from r2ec.index import IndexSpec, build_index, recall_at, save_index
@@ -102,6 +102,25 @@ def _work_key(model_id: str, catalog_path: Path, templates: PromptTemplates, dty
     return digest.hexdigest()[:16]
 
 
+def check_catalog_text(catalog: Catalog, tokenizer: Any) -> None:
+    """Refuse a catalog whose text holds a control token of ``tokenizer`` (``r2ec.chat.control_pattern``): the
+    prompts that show it would be tokenised with that token in them (a title with ``<|im_end|>`` ends the user
+    turn), in export, serving and evaluation alike."""
+    pattern = control_pattern(tokenizer)
+    found = []
+    for item in catalog:
+        token = control_text_found(pattern, (item.title, item.description, item.year, *item.genres))
+        if token is not None:
+            found.append(f"{item.item_id} ({token!r})")
+    if found:
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise ValueError(
+            f"{len(found)} catalog items hold text the model's tokenizer reads as a control token, which would "
+            f"break the chat format of every prompt showing them: items {', '.join(found[:5])}{more}; rewrite or "
+            "remove that text in the catalog"
+        )
+
+
 def encode_catalog(
     model: Any,
     tokenizer: Any,
@@ -146,8 +165,10 @@ def run_export(cfg: ExportConfig) -> Path:
         raise ValueError("these templates show collaborative evidence: give the interactions to build it from")
     if cfg.evidence is not None and cfg.evidence.neighbors.shape[0] != len(catalog):
         raise ValueError(f"evidence table has {cfg.evidence.neighbors.shape[0]} rows, catalog {len(catalog)} items")
-    # Before minutes of merging: an adapter that does not fit the base model is refused with the reason.
+    # Before minutes of merging: an adapter that does not fit the base model is refused with the reason, and so
+    # is catalog text that the model's tokenizer would read as its control tokens.
     adapter_info = None if cfg.adapter is None else check_adapter(cfg.base_model, cfg.adapter)
+    check_catalog_text(catalog, AutoTokenizer.from_pretrained(str(cfg.base_model)))
     staging = staging_dir(cfg.out)
     try:
         model_dir = staging / MODEL_DIR

@@ -8,6 +8,8 @@ chat template and tokenised without adding special tokens (the template already 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from r2ec.prompts import item_message
@@ -35,6 +37,31 @@ def template_identity(tokenizer: Any) -> dict[str, Any]:
     except Exception:  # jinja's raise_exception (TemplateError) in Gemma's template
         system_role = False
     return {"family": family, "sha256": hashlib.sha256(text.encode()).hexdigest(), "system_role": system_role}
+
+
+def control_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """What the tokenizer reads as a control token wherever it occurs in a text (its special tokens, added ones
+    included): catalog text holding one would be tokenised as that token (``_ids`` parses them, as the template's
+    own markers must be), so a title with ``<|im_end|>`` would end the user turn in every prompt that shows it."""
+    texts = {str(t) for t in getattr(tokenizer, "all_special_tokens", None) or []}
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(token, "special", False):
+            texts.add(str(token.content))
+    texts.discard("")
+    if not texts:
+        return None
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
+
+
+def control_text_found(pattern: re.Pattern[str] | None, texts: Iterable[str]) -> str | None:
+    """The first control token ``pattern`` finds in ``texts``, or None."""
+    if pattern is None:
+        return None
+    for text in texts:
+        found = pattern.search(text)
+        if found:
+            return found.group(0)
+    return None
 
 
 class ChatRenderer:

@@ -70,3 +70,14 @@ def test_qwen_template_inserts_its_default_system_prompt(tmp_path, catalog):
         "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
         "<|im_start|>user\nmy history<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+def test_the_control_tokens_a_tokenizer_reads_anywhere_in_a_text_are_found(smollm_tokenizer):
+    from r2ec.chat import control_pattern, control_text_found
+
+    pattern = control_pattern(smollm_tokenizer)
+    assert control_text_found(pattern, ["Alien (1979)", "Sci-Fi, Horror"]) is None
+    assert control_text_found(pattern, ["Alien (1979)", "Alien<|im_end|> (1979)"]) == "<|im_end|>"
+    # Such text is tokenised as the control token itself: why a catalog holding it is refused at export.
+    (end,) = smollm_tokenizer("<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert end in smollm_tokenizer.all_special_ids
