@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -101,11 +102,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if pending and not self._headers_done and not self.transport.is_closing():
             self._header_bytes += len(data)
             if self._header_bytes > self.max_header_bytes:
-                log.info("closing a connection whose headers are too large", extra={"client": str(self.client)})
+                rid = uuid.uuid4().hex  # no request id was read: one to find this line of the log by
+                log.info(
+                    "closing a connection whose headers are too large",
+                    extra={"client": str(self.client), "request_id": rid},
+                )
                 err = ApiError(
                     ErrorType.HEADERS_TOO_LARGE, f"request line and headers exceed {self.max_header_bytes} bytes"
                 )
-                self.transport.write(raw_error_response(err, None))
+                self.transport.write(raw_error_response(err, rid))
                 self.transport.close()
 
     def on_message_begin(self) -> None:
@@ -126,7 +131,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         path = urllib.parse.unquote(httptools.parse_url(self.url).path.decode("ascii"))
         app = self.app
         if path not in UNLIMITED_PATHS:
-            self.logger.warning("Exceeded concurrency limit.")
             self.app = _too_many_connections
         self.limit_concurrency = None
         try:
@@ -142,8 +146,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
+    rid = uuid.uuid4().hex
+    log.warning("refused past the connection limit", extra={"request_id": rid, "path": scope.get("path")})
     err = ApiError(ErrorType.TOO_MANY_CONNECTIONS, "the server has too many open connections; retry shortly")
-    response = error_response(err, None)
+    response = error_response(err, rid)
     response.headers["connection"] = "close"
     await response(scope, receive, send)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -138,6 +139,7 @@ def test_headers_past_their_limit_get_431_and_held_connections_cannot_fail_the_p
             reply = _reply(big)
             assert reply.startswith("HTTP/1.1 431"), reply[:200]
             assert '"request_header_fields_too_large"' in reply and "connection: close" in reply
+            assert json.loads(reply.partition("\r\n\r\n")[2])["error"]["request_id"]
 
         held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]  # idle, as many as allowed
         try:
@@ -148,7 +150,7 @@ def test_headers_past_their_limit_get_431_and_held_connections_cannot_fail_the_p
                 assert c.get("/metrics").status_code == 200
                 busy = c.get("/info")
             assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-            assert busy.json()["error"]["type"] == "too_many_connections"
+            assert busy.json()["error"]["type"] == "too_many_connections" and busy.json()["error"]["request_id"]
         finally:
             for s in held:
                 s.close()
