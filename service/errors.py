@@ -102,8 +102,12 @@ def error_body(
     return {"error": body}
 
 
-def error_response(err: ApiError, request_id: str | None) -> JSONResponse:
+def error_response(err: ApiError, request_id: str | None, close: bool = False) -> JSONResponse:
+    """The error in the one shape; ``close``: the connection is closed after it (a body left unread, a client
+    refused before its request was read)."""
     headers = dict(err.headers)
+    if close:
+        headers["connection"] = "close"
     if err.type == ErrorType.UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if err.type in (ErrorType.OVERLOADED, ErrorType.TOO_MANY_CONNECTIONS, ErrorType.NOT_READY, ErrorType.DRAINING):
@@ -116,10 +120,9 @@ def error_response(err: ApiError, request_id: str | None) -> JSONResponse:
 def raw_error_response(err: ApiError, request_id: str | None) -> bytes:
     """The same reply as ``error_response`` as HTTP/1.1 bytes, with the connection closed after it: for the
     server's protocol, which answers some requests before any ASGI app has a request to answer."""
-    response = error_response(err, request_id)
+    response = error_response(err, request_id, close=True)
     head = [f"HTTP/1.1 {response.status_code} {HTTPStatus(response.status_code).phrase}".encode("latin-1")]
     head += [name + b": " + value for name, value in response.raw_headers]
-    head.append(b"connection: close")
     return b"\r\n".join(head) + b"\r\n\r\n" + bytes(response.body)
 
 

@@ -29,13 +29,12 @@ class RequestContext:
         self.state = state
 
     async def _reply(self, send: Send, err: ApiError, rid: str, close: bool = False) -> None:
-        response = error_response(err, rid)
-        extra = [(b"connection", b"close")] if close else []
+        response = error_response(err, rid, close)
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status_code,
-                "headers": [*response.raw_headers, (b"x-request-id", rid.encode()), *extra],
+                "headers": [*response.raw_headers, (b"x-request-id", rid.encode())],
             }
         )
         await send({"type": "http.response.body", "body": response.body})

@@ -93,8 +93,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
-            return
         pending = not self._headers_done
         super().data_received(data)
         # Counted per chunk fed while headers were pending: a chunk that also carries the body overcounts by at most
@@ -149,9 +147,7 @@ async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
     rid = uuid.uuid4().hex
     log.warning("refused past the connection limit", extra={"request_id": rid, "path": scope.get("path")})
     err = ApiError(ErrorType.TOO_MANY_CONNECTIONS, "the server has too many open connections; retry shortly")
-    response = error_response(err, rid)
-    response.headers["connection"] = "close"
-    await response(scope, receive, send)
+    await error_response(err, rid, close=True)(scope, receive, send)
 
 
 class DrainingServer(uvicorn.Server):
