@@ -71,7 +71,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools' protocol plus what neither it nor uvicorn bounds: a deadline for a request's headers (a client
     that opens a connection, or starts a request, and dribbles its headers is disconnected after
     ``header_timeout_s``) and their size (a request line + headers past ``max_header_bytes`` gets a 431 in the
-    error shape and the connection is closed, before the parser has buffered more). Past ``max_connections``
+    error shape and the connection is closed; checked per read, so at most one read more is buffered). What the
+    parser cannot read gets a 400 in the error shape (uvicorn's is plain text). Past ``max_connections``
     (uvicorn's ``limit_concurrency``), a request gets a 503 in the error shape instead of uvicorn's plain text,
     except the probes and ``/metrics`` (``UNLIMITED_PATHS``)."""
 
@@ -95,21 +96,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         pending = not self._headers_done
         super().data_received(data)
-        # Counted per chunk fed while headers were pending: a chunk that also carries the body overcounts by at most
-        # one read, and a keep-alive connection's next request starts from zero (on_message_begin).
+        # Counted per read that leaves headers pending: the read that ends them is not counted (it may carry a body),
+        # so headers may end up to one read past the limit; a keep-alive connection's next request starts from zero
+        # (on_message_begin).
         if pending and not self._headers_done and not self.transport.is_closing():
             self._header_bytes += len(data)
             if self._header_bytes > self.max_header_bytes:
-                rid = uuid.uuid4().hex  # no request id was read: one to find this line of the log by
-                log.info(
-                    "closing a connection whose headers are too large",
-                    extra={"client": str(self.client), "request_id": rid},
+                limit = f"request line and headers exceed {self.max_header_bytes} bytes"
+                self._refuse(
+                    ApiError(ErrorType.HEADERS_TOO_LARGE, limit), "closing a connection whose headers are too large"
                 )
-                err = ApiError(
-                    ErrorType.HEADERS_TOO_LARGE, f"request line and headers exceed {self.max_header_bytes} bytes"
-                )
-                self.transport.write(raw_error_response(err, rid))
-                self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """What the parser could not read (uvicorn answers it in plain text) answered in the error shape."""
+        self._refuse(ApiError(ErrorType.BAD_REQUEST, msg), "closing a connection whose request could not be parsed")
+
+    def _refuse(self, err: ApiError, why: str) -> None:
+        """Answer before any request was read, and close the connection."""
+        rid = uuid.uuid4().hex  # no request id was read: one to find this line of the log by
+        log.info(why, extra={"client": str(self.client), "request_id": rid, "status": err.status})
+        self.transport.write(raw_error_response(err, rid))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -79,8 +79,8 @@ class Settings(BaseSettings, EngineFields):
     max_header_bytes: int = Field(
         64 << 10,
         ge=1024,
-        description="Largest request line + headers of a request (431 and closed beyond): httptools and uvicorn "
-        "set no limit of their own.",
+        description="Largest request line + headers of a request (431 and closed beyond; checked per read, so "
+        "headers that end in the read crossing it still pass): httptools and uvicorn set no limit of their own.",
     )
     max_connections: int = Field(
         512,

@@ -141,6 +141,11 @@ def test_headers_past_their_limit_get_431_and_held_connections_cannot_fail_the_p
             assert '"request_header_fields_too_large"' in reply and "connection: close" in reply
             assert json.loads(reply.partition("\r\n\r\n")[2])["error"]["request_id"]
 
+        garbage = socket.create_connection(("127.0.0.1", srv.port))
+        garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = _reply(garbage)
+        assert reply.startswith("HTTP/1.1 400") and '"bad_request"' in reply, reply[:200]  # the one shape
+
         held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]  # idle, as many as allowed
         try:
             time.sleep(0.5)
